@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything the worker needs to build, run and be tested, from the package
+# registries only. Idempotent: each step checks first and is a no-op when already done.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+need() {
+  command -v "$1" >/dev/null 2>&1 || { say "$1 is required ($2)"; exit 1; }
+}
+need cargo "install Rust with rustup: https://rustup.rs"
+need rustup "install Rust with rustup: https://rustup.rs"
+need npm "install Node.js 20.3 or newer"
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if [ "$(worker-build --version 2>/dev/null || true)" != "$WORKER_BUILD_VERSION" ]; then
+  say "installing worker-build $WORKER_BUILD_VERSION (a few minutes, once)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+fi
+
+if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]; then
+  say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION, the version in Cargo.lock (a few minutes, once)"
+  cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --locked
+fi
+
+# wrangler (with workerd and esbuild) and binaryen's wasm-opt, exactly as package-lock.json says.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing wrangler and binaryen from package-lock.json"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+if [ ! -f .dev.vars ]; then
+  say "creating .dev.vars from .dev.vars.example (insecure development defaults)"
+  cp .dev.vars.example .dev.vars
+fi

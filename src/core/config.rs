@@ -1,0 +1,113 @@
+//! Configuration read once per isolate from vars and secrets. Parsing is pure: the edge
+//! passes a lookup function, tests pass a map.
+
+/// Every development default carries this marker, so production can recognise and refuse it.
+pub const DEV_SECRET_MARKER: &str = "insecure-dev";
+
+/// The secrets that must never hold a development default in production.
+pub const SECRET_NAMES: [&str; 2] = ["JWT_SECRET", "CREDENTIAL_KEYS"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    fn parse(value: Option<&str>) -> Result<Self, ConfigError> {
+        match value.unwrap_or("development") {
+            "development" => Ok(Environment::Development),
+            "staging" => Ok(Environment::Staging),
+            "production" => Ok(Environment::Production),
+            _ => Err(ConfigError::invalid(
+                "ENVIRONMENT",
+                "expected development, staging or production",
+            )),
+        }
+    }
+}
+
+/// What is wrong with the configuration. It names the variable, never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: &'static str,
+}
+
+impl ConfigError {
+    pub fn invalid(variable: &'static str, problem: &'static str) -> Self {
+        ConfigError { variable, problem }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "config {}: {}", self.variable, self.problem)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    /// Names of secrets that still hold a development default.
+    pub dev_secrets: Vec<&'static str>,
+}
+
+impl Config {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let environment = Environment::parse(lookup("ENVIRONMENT").as_deref())?;
+        let dev_secrets = SECRET_NAMES
+            .into_iter()
+            .filter(|name| lookup(name).is_some_and(|v| v.contains(DEV_SECRET_MARKER)))
+            .collect();
+        Ok(Config {
+            environment,
+            dev_secrets,
+        })
+    }
+
+    /// Production refuses to serve the API with development secrets: a deploy that forgot
+    /// `wrangler secret put` must fail loudly, not encrypt real keys under a public key.
+    pub fn refuses_service(&self) -> Option<ConfigError> {
+        match (self.environment, self.dev_secrets.first()) {
+            (Environment::Production, Some(name)) => Some(ConfigError::invalid(
+                name,
+                "holds a development default; set the real secret with `wrangler secret put`",
+            )),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn environment_defaults_to_development() {
+        assert_eq!(config(&[]).unwrap().environment, Environment::Development);
+        assert!(config(&[("ENVIRONMENT", "prod")]).is_err());
+    }
+
+    #[test]
+    fn production_refuses_dev_secrets() {
+        let dev = [("JWT_SECRET", "insecure-dev-jwt-secret")];
+        assert!(config(&dev).unwrap().refuses_service().is_none());
+        let prod = config(&[("ENVIRONMENT", "production"), dev[0]]).unwrap();
+        let refusal = prod.refuses_service().expect("must refuse");
+        assert_eq!(refusal.variable, "JWT_SECRET");
+        assert!(!refusal.to_string().contains("insecure-dev-jwt-secret"));
+        let real = config(&[("ENVIRONMENT", "production"), ("JWT_SECRET", "3f9a…real")]).unwrap();
+        assert!(real.refuses_service().is_none());
+    }
+}

@@ -1,0 +1,10 @@
+//! The pure core: every rule of the service, with no `worker` types, no I/O and time
+//! passed in. It builds and is unit-tested natively with `cargo test`.
+
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod log;
+pub mod ratelimit;
+pub mod routes;
+pub mod time;

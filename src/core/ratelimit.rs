@@ -1,0 +1,297 @@
+//! The rate-limit algorithm: an exact sliding window with an optional cooldown, as a state
+//! machine with time passed in.
+//!
+//! The state is the times of the most recent accepted requests, at most `limit` of them, in
+//! a ring. A request at `now` is allowed when fewer than `limit` accepted requests lie in
+//! the window `(now - window, now]`; that is exact (no approximation at window edges), and
+//! the state never holds more than `limit` timestamps whatever the request rate.
+//! Rejected requests are not recorded, so they neither count nor extend anything.
+
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+use super::time::UnixMillis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub limit: u32,
+    pub window_ms: i64,
+    /// When > 0, the first request over the limit starts a cooldown during which every
+    /// request is rejected. Rejections during the cooldown do not extend it.
+    pub cooldown_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    Allowed {
+        /// Requests still allowed in the current window.
+        remaining: u32,
+        /// Until the oldest counted request leaves the window.
+        reset_ms: i64,
+    },
+    Limited {
+        retry_after_ms: i64,
+    },
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allowed { .. })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowState {
+    /// Oldest first, never more than `policy.limit` entries.
+    accepted: VecDeque<UnixMillis>,
+    /// Rejects everything before this time; 0 when there is no cooldown.
+    cooldown_until: UnixMillis,
+}
+
+impl WindowState {
+    pub fn decide(&mut self, policy: &Policy, now: UnixMillis) -> Decision {
+        if now < self.cooldown_until {
+            return Decision::Limited {
+                retry_after_ms: self.cooldown_until - now,
+            };
+        }
+        self.forget_before(now - policy.window_ms);
+        if (self.accepted.len() as u64) < policy.limit as u64 {
+            // A clock that steps back must not break the oldest-first order.
+            let at = self.accepted.back().map_or(now, |&last| last.max(now));
+            self.accepted.push_back(at);
+            let oldest = self.accepted.front().copied().unwrap_or(at);
+            return Decision::Allowed {
+                remaining: policy.limit - self.accepted.len() as u32,
+                reset_ms: (oldest + policy.window_ms - now).max(0),
+            };
+        }
+        if policy.cooldown_ms > 0 {
+            self.cooldown_until = now + policy.cooldown_ms;
+            return Decision::Limited {
+                retry_after_ms: policy.cooldown_ms,
+            };
+        }
+        let oldest = self.accepted.front().copied().unwrap_or(now);
+        Decision::Limited {
+            retry_after_ms: (oldest + policy.window_ms - now).max(1),
+        }
+    }
+
+    /// Drops accepted requests at or before `cutoff`: they are outside every future window.
+    fn forget_before(&mut self, cutoff: UnixMillis) {
+        while self.accepted.front().is_some_and(|&t| t <= cutoff) {
+            self.accepted.pop_front();
+        }
+    }
+
+    /// The time after which this state remembers nothing, so its storage can be deleted.
+    pub fn idle_after(&self, policy: &Policy) -> UnixMillis {
+        let window_end = self.accepted.back().map_or(0, |&t| t + policy.window_ms);
+        window_end.max(self.cooldown_until)
+    }
+}
+
+/// Whole seconds for `Retry-After` and the `RateLimit` header: rounded up, at least 1.
+pub fn whole_seconds(ms: i64) -> u32 {
+    (ms.max(1) as u64).div_ceil(1000).min(u32::MAX as u64) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IP: Policy = Policy {
+        limit: 40,
+        window_ms: 10_000,
+        cooldown_ms: 10_000,
+    };
+    const PRINCIPAL: Policy = Policy {
+        limit: 600,
+        window_ms: 60_000,
+        cooldown_ms: 0,
+    };
+
+    fn run(policy: &Policy, state: &mut WindowState, times: &[i64]) -> Vec<bool> {
+        times
+            .iter()
+            .map(|&t| state.decide(policy, t).is_allowed())
+            .collect()
+    }
+
+    #[test]
+    fn the_41st_request_is_rejected_and_starts_the_cooldown() {
+        let mut s = WindowState::default();
+        let allowed = run(&IP, &mut s, &[1_000; 40]);
+        assert!(allowed.iter().all(|&a| a));
+        assert_eq!(
+            s.decide(&IP, 1_000),
+            Decision::Limited {
+                retry_after_ms: 10_000
+            }
+        );
+    }
+
+    #[test]
+    fn window_edges_are_exact() {
+        // Without a cooldown, so only the window decides.
+        let p = Policy {
+            cooldown_ms: 0,
+            ..IP
+        };
+        let mut s = WindowState::default();
+        run(&p, &mut s, &[0; 40]);
+        assert!(
+            !s.decide(&p, 9_999).is_allowed(),
+            "at 9.999 s the first 40 still count"
+        );
+        assert!(
+            s.decide(&p, 10_000).is_allowed(),
+            "at 10.000 s they have left the window"
+        );
+    }
+
+    #[test]
+    fn the_remaining_count_and_reset_are_reported() {
+        let mut s = WindowState::default();
+        assert_eq!(
+            s.decide(&IP, 5_000),
+            Decision::Allowed {
+                remaining: 39,
+                reset_ms: 10_000
+            }
+        );
+        assert_eq!(
+            s.decide(&IP, 7_500),
+            Decision::Allowed {
+                remaining: 38,
+                reset_ms: 7_500
+            }
+        );
+    }
+
+    #[test]
+    fn rejected_requests_do_not_extend_the_cooldown() {
+        let mut s = WindowState::default();
+        run(&IP, &mut s, &[0; 40]);
+        assert!(!s.decide(&IP, 100).is_allowed()); // cooldown until 10_100
+        for t in (200..10_100).step_by(500) {
+            assert_eq!(
+                s.decide(&IP, t),
+                Decision::Limited {
+                    retry_after_ms: 10_100 - t
+                }
+            );
+        }
+        assert!(!s.decide(&IP, 10_099).is_allowed());
+        assert!(
+            s.decide(&IP, 10_100).is_allowed(),
+            "the cooldown lifts on time"
+        );
+    }
+
+    #[test]
+    fn without_cooldown_retry_after_points_at_the_oldest_expiry() {
+        let mut s = WindowState::default();
+        run(&PRINCIPAL, &mut s, &vec![1_000; 600]);
+        assert_eq!(
+            s.decide(&PRINCIPAL, 31_000),
+            Decision::Limited {
+                retry_after_ms: 30_000
+            }
+        );
+        assert!(s.decide(&PRINCIPAL, 61_000).is_allowed());
+    }
+
+    #[test]
+    fn retry_after_seconds_round_up_and_are_at_least_one() {
+        assert_eq!(whole_seconds(0), 1);
+        assert_eq!(whole_seconds(1), 1);
+        assert_eq!(whole_seconds(1_000), 1);
+        assert_eq!(whole_seconds(1_001), 2);
+        assert_eq!(whole_seconds(10_000), 10);
+    }
+
+    #[test]
+    fn state_stays_bounded_and_idle_time_is_known() {
+        let mut s = WindowState::default();
+        for t in 0..100_000 {
+            s.decide(&IP, t);
+            assert!(s.accepted.len() <= IP.limit as usize);
+        }
+        assert!(s.idle_after(&IP) <= 100_000 + IP.window_ms + IP.cooldown_ms);
+        let mut fresh = WindowState::default();
+        fresh.decide(&IP, 5);
+        assert_eq!(fresh.idle_after(&IP), 10_005);
+    }
+
+    /// The obvious model: every accepted timestamp kept forever, counted on each request.
+    struct Reference {
+        accepted: Vec<i64>,
+        cooldown_until: i64,
+    }
+
+    impl Reference {
+        fn decide(&mut self, p: &Policy, now: i64) -> bool {
+            if now < self.cooldown_until {
+                return false;
+            }
+            let in_window = self
+                .accepted
+                .iter()
+                .filter(|&&t| t > now - p.window_ms)
+                .count();
+            if in_window < p.limit as usize {
+                self.accepted.push(now);
+                true
+            } else {
+                if p.cooldown_ms > 0 {
+                    self.cooldown_until = now + p.cooldown_ms;
+                }
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn agrees_with_a_reference_model_on_long_random_sequences() {
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..200 {
+            let policy = Policy {
+                limit: 1 + (next() % 50) as u32,
+                window_ms: 1 + (next() % 20_000) as i64,
+                cooldown_ms: if round % 2 == 0 {
+                    0
+                } else {
+                    (next() % 15_000) as i64
+                },
+            };
+            let mut fast = WindowState::default();
+            let mut slow = Reference {
+                accepted: Vec::new(),
+                cooldown_until: 0,
+            };
+            let mut now = 0i64;
+            for _ in 0..2_000 {
+                // Bursts (same millisecond), short gaps and long pauses.
+                now += match next() % 10 {
+                    0..=3 => 0,
+                    4..=8 => (next() % 500) as i64,
+                    _ => (next() % 30_000) as i64,
+                };
+                assert_eq!(
+                    fast.decide(&policy, now).is_allowed(),
+                    slow.decide(&policy, now),
+                    "round {round} policy {policy:?} at {now}"
+                );
+            }
+        }
+    }
+}

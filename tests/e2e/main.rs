@@ -1,0 +1,6 @@
+//! End-to-end tests: the real worker under `wrangler dev`, over HTTP. One binary, so one
+//! shared worker serves every module here.
+
+mod support;
+
+mod foundation;

@@ -1,0 +1,158 @@
+//! A small HTTP client for the tests: raw status, headers and body, never an error for a
+//! 4xx or 5xx, so tests assert exactly what a caller would see.
+
+use super::Worker;
+use std::{sync::OnceLock, time::Duration};
+
+fn agent() -> &'static ureq::Agent {
+    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .max_idle_connections_per_host(200)
+                .build(),
+        )
+    })
+}
+
+#[must_use]
+pub struct Call<'w> {
+    worker: &'w Worker,
+    method: &'static str,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl<'w> Call<'w> {
+    pub fn new(worker: &'w Worker, method: &'static str, path: &str) -> Self {
+        Call {
+            worker,
+            method,
+            path: path.to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+    pub fn get(worker: &'w Worker, path: &str) -> Self {
+        Self::new(worker, "GET", path)
+    }
+    pub fn post(worker: &'w Worker, path: &str) -> Self {
+        Self::new(worker, "POST", path)
+    }
+    pub fn put(worker: &'w Worker, path: &str) -> Self {
+        Self::new(worker, "PUT", path)
+    }
+    pub fn patch(worker: &'w Worker, path: &str) -> Self {
+        Self::new(worker, "PATCH", path)
+    }
+    pub fn delete(worker: &'w Worker, path: &str) -> Self {
+        Self::new(worker, "DELETE", path)
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("Authorization", &format!("Bearer {token}"))
+    }
+    pub fn json(self, body: &serde_json::Value) -> Self {
+        self.header("Content-Type", "application/json")
+            .raw_body(body.to_string().into_bytes())
+    }
+    pub fn raw_body(mut self, body: Vec<u8>) -> Self {
+        self.body = body;
+        self
+    }
+
+    pub fn send(self) -> Reply {
+        let what = format!("{} {}", self.method, self.path);
+        self.try_send()
+            .unwrap_or_else(|e| panic!("{what}: transport error: {e}"))
+    }
+
+    pub fn try_send(self) -> Result<Reply, String> {
+        let mut request = ureq::http::Request::builder()
+            .method(self.method)
+            .uri(self.worker.url(&self.path));
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
+        }
+        let request = request.body(self.body).map_err(|e| e.to_string())?;
+        let mut response = agent().run(request).map_err(|e| e.to_string())?;
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(16 * 1024 * 1024)
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        Ok(Reply {
+            status: response.status().as_u16(),
+            headers,
+            text,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    /// Names are lower-case.
+    pub headers: Vec<(String, String)>,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.text))
+    }
+
+    /// Asserts the status and the contract's error shape with this type.
+    pub fn assert_error(&self, status: u16, error_type: &str) -> &Self {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        let body = self.json();
+        assert_eq!(body["error"]["type"], error_type, "body: {}", self.text);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "error without a message: {}",
+            self.text
+        );
+        assert_eq!(
+            body.as_object().map(|o| o.len()),
+            Some(1),
+            "extra top-level fields: {}",
+            self.text
+        );
+        self
+    }
+
+    pub fn message(&self) -> String {
+        self.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}

@@ -1,0 +1,257 @@
+//! The end-to-end harness: the real worker under `wrangler dev`, real local D1 and Durable
+//! Objects, driven over plain HTTP.
+//!
+//! - [`worker`] is one worker shared by every test in this binary; [`spawn`] starts a
+//!   dedicated one with its own vars (another environment, small limits, no schema).
+//! - Each worker gets free ports and a fresh state directory.
+//! - A test that panics prints the worker's log (through [`Worker::on_failure`]).
+//! - No process outlives the test binary: wrangler runs under a small supervisor shell that
+//!   kills its whole process group as soon as the pipe from this process closes, which
+//!   happens however this process ends.
+
+#![allow(dead_code)]
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, ChildStdin, Command, Stdio},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Mutex, OnceLock,
+    },
+    time::{Duration, Instant},
+};
+
+mod client;
+pub use client::{Call, Reply};
+
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+
+#[derive(Default, Clone)]
+pub struct Options {
+    /// `--var NAME:VALUE` overrides on top of wrangler.toml and .dev.vars.
+    pub vars: BTreeMap<String, String>,
+    /// Leave the database empty, to see how the worker behaves without its schema.
+    pub skip_schema: bool,
+}
+
+impl Options {
+    pub fn var(mut self, name: &str, value: &str) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+}
+
+pub struct Worker {
+    pub base_url: String,
+    pub state_dir: PathBuf,
+    pub log_path: PathBuf,
+    supervisor: Mutex<Option<(Child, ChildStdin)>>,
+}
+
+/// The worker every test in this binary shares, started on first use.
+pub fn worker() -> &'static Worker {
+    static SHARED: OnceLock<Worker> = OnceLock::new();
+    SHARED.get_or_init(|| Worker::start(Options::default()))
+}
+
+/// A worker of its own, stopped when the returned value is dropped.
+pub fn spawn(options: Options) -> Worker {
+    Worker::start(options)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free local port")
+}
+
+fn wrangler() -> PathBuf {
+    let path = Path::new(ROOT).join("node_modules/.bin/wrangler");
+    assert!(
+        path.exists(),
+        "wrangler is not installed: run ./scripts/test.sh (it runs setup first)"
+    );
+    path
+}
+
+/// Non-interactive, no telemetry, and no attempt to fetch `Request.cf` from the internet.
+const WRANGLER_ENV: [(&str, &str); 4] = [
+    ("CI", "true"),
+    ("WRANGLER_SEND_METRICS", "false"),
+    ("CLOUDFLARE_CF_FETCH_ENABLED", "false"),
+    ("NO_COLOR", "1"),
+];
+
+fn wrangler_command() -> Command {
+    let mut cmd = Command::new(wrangler());
+    cmd.current_dir(ROOT).envs(WRANGLER_ENV);
+    cmd
+}
+
+impl Worker {
+    fn start(options: Options) -> Worker {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, Ordering::SeqCst);
+        let state_dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state_dir);
+        std::fs::create_dir_all(&state_dir).unwrap();
+        let log_path = state_dir.join("worker.log");
+
+        if !options.skip_schema {
+            let out = wrangler_command()
+                .args(["d1", "execute", "DB", "--local", "--persist-to"])
+                .arg(&state_dir)
+                .args(["--file", "schema.sql"])
+                .output()
+                .expect("run wrangler d1 execute");
+            assert!(
+                out.status.success(),
+                "applying schema.sql failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+
+        let port = free_port();
+        let mut args: Vec<String> = vec![
+            "dev".into(),
+            "--ip=127.0.0.1".into(),
+            format!("--port={port}"),
+            format!("--inspector-port={}", free_port()),
+            format!("--persist-to={}", state_dir.display()),
+            "--show-interactive-dev-session=false".into(),
+        ];
+        for (name, value) in &options.vars {
+            args.push("--var".into());
+            args.push(format!("{name}:{value}"));
+        }
+
+        // The supervisor: wrangler in the background, then wait until our pipe closes
+        // (EOF) or wrangler exits; either way kill the whole group (wrangler and workerd).
+        let script = r#"
+            trap '' TERM
+            "$@" > "$LOG" 2>&1 < /dev/null &
+            w=$!
+            while kill -0 "$w" 2>/dev/null; do
+                read -r -t 1 _; rc=$?
+                [ "$rc" -gt 128 ] || break
+            done
+            kill -TERM -- -$$ 2>/dev/null; sleep 1; kill -KILL -- -$$ 2>/dev/null
+        "#;
+        let mut supervisor = Command::new("bash");
+        supervisor
+            .arg("-c")
+            .arg(script)
+            .arg("supervisor")
+            .arg(wrangler())
+            .args(&args)
+            .current_dir(ROOT)
+            .envs(WRANGLER_ENV)
+            .env("LOG", &log_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut supervisor, 0);
+        let mut child = supervisor.spawn().expect("start the wrangler supervisor");
+        let stdin = child.stdin.take().unwrap();
+
+        let worker = Worker {
+            base_url: format!("http://127.0.0.1:{port}"),
+            state_dir,
+            log_path,
+            supervisor: Mutex::new(Some((child, stdin))),
+        };
+        worker.wait_until_ready();
+        worker
+    }
+
+    fn wait_until_ready(&self) {
+        let started = Instant::now();
+        loop {
+            if Call::get(self, "/healthz").try_send().is_ok() {
+                return;
+            }
+            let exited = self
+                .supervisor
+                .lock()
+                .unwrap()
+                .as_mut()
+                .map(|(child, _)| matches!(child.try_wait(), Ok(Some(_))))
+                .unwrap_or(true);
+            if exited || started.elapsed() > READY_TIMEOUT {
+                panic!(
+                    "the worker did not become ready ({}):\n{}",
+                    if exited {
+                        "wrangler exited"
+                    } else {
+                        "timed out"
+                    },
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Everything the worker and wrangler printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The JSON log lines the worker wrote, one per request.
+    pub fn request_logs(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
+            .filter(|v| v.get("request_id").is_some())
+            .collect()
+    }
+
+    /// Prints this worker's log if the current test panics while the guard is alive.
+    pub fn on_failure(&self) -> FailureLog<'_> {
+        FailureLog(self)
+    }
+
+    pub fn stop(&self) {
+        if let Some((mut child, stdin)) = self.supervisor.lock().unwrap().take() {
+            drop(stdin); // EOF: the supervisor kills the group
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub struct FailureLog<'a>(&'a Worker);
+
+impl Drop for FailureLog<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.0.log();
+            let tail: Vec<&str> = log.lines().rev().take(200).collect();
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(
+                err,
+                "---- worker log ({}), last 200 lines ----",
+                self.0.base_url
+            );
+            for line in tail.into_iter().rev() {
+                let _ = writeln!(err, "{line}");
+            }
+        }
+    }
+}
