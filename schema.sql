@@ -7,3 +7,36 @@ CREATE TABLE IF NOT EXISTS schema_version (
 );
 INSERT INTO schema_version (version)
 SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM schema_version);
+
+-- Timestamps are Unix milliseconds, bound as JS numbers (exact below 2^53).
+CREATE TABLE IF NOT EXISTS teams (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS team_members (
+    team_id  TEXT NOT NULL REFERENCES teams(id),
+    user_id  TEXT NOT NULL,
+    role     TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'member')),
+    added_at INTEGER NOT NULL,
+    PRIMARY KEY (team_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS team_members_by_user ON team_members (user_id);
+
+-- Only the SHA-256 of a key is stored; the key itself is shown once, at creation.
+CREATE TABLE IF NOT EXISTS api_keys (
+    id           TEXT PRIMARY KEY,
+    team_id      TEXT NOT NULL REFERENCES teams(id),
+    name         TEXT NOT NULL,
+    kind         TEXT NOT NULL CHECK (kind IN ('secret', 'device')),
+    key_hash     TEXT NOT NULL UNIQUE,
+    key_preview  TEXT NOT NULL,
+    scopes       TEXT NOT NULL,
+    created_by   TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER,
+    last_used_at INTEGER,
+    revoked_at   INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_by_team ON api_keys (team_id, created_at);

@@ -1,6 +1,8 @@
 //! Configuration read once per isolate from vars and secrets. Parsing is pure: the edge
 //! passes a lookup function, tests pass a map.
 
+use super::auth::jwt::{JwtSettings, JwtVerifier};
+
 /// Every development default carries this marker, so production can recognise and refuse it.
 pub const DEV_SECRET_MARKER: &str = "insecure-dev";
 
@@ -47,11 +49,11 @@ impl std::fmt::Display for ConfigError {
     }
 }
 
-#[derive(Debug, Clone)]
 pub struct Config {
     pub environment: Environment,
     /// Names of secrets that still hold a development default.
     pub dev_secrets: Vec<&'static str>,
+    pub jwt: JwtVerifier,
 }
 
 impl Config {
@@ -61,9 +63,18 @@ impl Config {
             .into_iter()
             .filter(|name| lookup(name).is_some_and(|v| v.contains(DEV_SECRET_MARKER)))
             .collect();
+        let (secret, jwks) = (lookup("JWT_SECRET"), lookup("JWT_JWKS"));
+        let (issuer, audience) = (lookup("JWT_ISSUER"), lookup("JWT_AUDIENCE"));
+        let jwt = JwtVerifier::new(JwtSettings {
+            secret: secret.as_deref(),
+            jwks: jwks.as_deref(),
+            issuer: issuer.as_deref(),
+            audience: audience.as_deref(),
+        })?;
         Ok(Config {
             environment,
             dev_secrets,
+            jwt,
         })
     }
 
@@ -100,14 +111,25 @@ mod tests {
     }
 
     #[test]
+    fn malformed_jwt_config_is_a_clear_error() {
+        let e = config(&[("JWT_JWKS", "{not json")]).err().unwrap();
+        assert_eq!(e.variable, "JWT_JWKS");
+        assert!(config(&[("JWT_SECRET", "short")]).is_err());
+    }
+
+    #[test]
     fn production_refuses_dev_secrets() {
-        let dev = [("JWT_SECRET", "insecure-dev-jwt-secret")];
+        let dev = [("JWT_SECRET", "insecure-dev-jwt-secret-0123456789abcdef")];
         assert!(config(&dev).unwrap().refuses_service().is_none());
         let prod = config(&[("ENVIRONMENT", "production"), dev[0]]).unwrap();
         let refusal = prod.refuses_service().expect("must refuse");
         assert_eq!(refusal.variable, "JWT_SECRET");
         assert!(!refusal.to_string().contains("insecure-dev-jwt-secret"));
-        let real = config(&[("ENVIRONMENT", "production"), ("JWT_SECRET", "3f9a…real")]).unwrap();
+        let real = config(&[
+            ("ENVIRONMENT", "production"),
+            ("JWT_SECRET", "3f9a8c0d5e7b41f2a6c9d8e0b1f2a3c4"),
+        ])
+        .unwrap();
         assert!(real.refuses_service().is_none());
     }
 }

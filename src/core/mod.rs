@@ -1,10 +1,15 @@
 //! The pure core: every rule of the service, with no `worker` types, no I/O and time
 //! passed in. It builds and is unit-tested natively with `cargo test`.
 
+pub mod access;
+pub mod api_keys;
+pub mod auth;
+pub mod body;
 pub mod config;
 pub mod error;
 pub mod ids;
 pub mod log;
 pub mod ratelimit;
 pub mod routes;
+pub mod teams;
 pub mod time;

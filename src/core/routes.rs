@@ -1,9 +1,19 @@
 //! The route table: which (method, path template) pairs exist. Pure, so the 404/405 rules
 //! and the OpenAPI comparison are tested without a runtime.
 
+use super::error::ApiError;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Healthz,
+    CreateTeam,
+    ListTeams,
+    ListMembers,
+    SetMember,
+    RemoveMember,
+    CreateApiKey,
+    ListApiKeys,
+    RevokeApiKey,
 }
 
 pub struct RouteSpec {
@@ -12,18 +22,61 @@ pub struct RouteSpec {
     pub route: Route,
 }
 
-pub const ROUTES: &[RouteSpec] = &[RouteSpec {
-    method: "GET",
-    template: "/healthz",
-    route: Route::Healthz,
-}];
+macro_rules! routes {
+    ($($method:literal $template:literal => $route:ident,)*) => {
+        pub const ROUTES: &[RouteSpec] = &[$(RouteSpec {
+            method: $method,
+            template: $template,
+            route: Route::$route,
+        },)*];
+    };
+}
+
+routes! {
+    "GET" "/healthz" => Healthz,
+    "POST" "/api/v1/teams" => CreateTeam,
+    "GET" "/api/v1/teams" => ListTeams,
+    "GET" "/api/v1/team/members" => ListMembers,
+    "PUT" "/api/v1/team/members/{user_id}" => SetMember,
+    "DELETE" "/api/v1/team/members/{user_id}" => RemoveMember,
+    "POST" "/api/v1/api-keys" => CreateApiKey,
+    "GET" "/api/v1/api-keys" => ListApiKeys,
+    "DELETE" "/api/v1/api-keys/{id}" => RevokeApiKey,
+}
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Matched<'p> {
     pub route: Route,
     pub template: &'static str,
-    /// Values of the `{...}` segments, in order.
+    /// Values of the `{...}` segments, in order, still percent-encoded.
     pub params: Vec<&'p str>,
+}
+
+impl Matched<'_> {
+    /// The first path parameter, percent-decoded; 404 when it does not decode to UTF-8.
+    pub fn param(&self) -> Result<String, ApiError> {
+        self.params
+            .first()
+            .and_then(|raw| percent_decode(raw))
+            .ok_or_else(|| ApiError::not_found("No such resource"))
+    }
+}
+
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = raw.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -97,6 +150,18 @@ mod tests {
             Err(RouteError::MethodNotAllowed { allow: vec!["GET"] })
         );
         assert!(match_route("HEAD", "/healthz").is_ok());
+    }
+
+    #[test]
+    fn parameters_are_percent_decoded() {
+        let m = match_route("DELETE", "/api/v1/team/members/auth0%7C42").unwrap();
+        assert_eq!(
+            (m.route, m.param().unwrap()),
+            (Route::RemoveMember, "auth0|42".to_string())
+        );
+        let bad = match_route("DELETE", "/api/v1/team/members/%ff").unwrap();
+        assert_eq!(bad.param().unwrap_err().status(), 404);
+        assert!(percent_decode("%4").is_none());
     }
 
     #[test]

@@ -1,7 +1,13 @@
 //! The request pipeline: request id, configuration, routing, error mapping and the log line.
 
-use super::{http, repo::Repo};
+use std::{cell::OnceCell, rc::Rc};
+
+use serde::de::DeserializeOwned;
+use worker::{console_log, Date, Env, Request, Response};
+
+use super::{handlers, http, repo::Repo};
 use crate::core::{
+    body,
     config::{Config, ConfigError},
     error::{ApiError, ErrorKind},
     ids,
@@ -9,8 +15,6 @@ use crate::core::{
     routes::{self, Route, RouteError},
     time::UnixMillis,
 };
-use std::{cell::OnceCell, rc::Rc};
-use worker::{console_log, Date, Env, Request, Response};
 
 thread_local! {
     // Bindings are fixed for an isolate's lifetime, so the parsed config is too.
@@ -30,6 +34,35 @@ pub fn now() -> UnixMillis {
     Date::now().as_millis() as UnixMillis
 }
 
+/// What a handler works with: the request, parsed config, D1, and this request's log line.
+pub struct Ctx<'a> {
+    pub req: Request,
+    pub config: Rc<Config>,
+    pub repo: Repo,
+    pub now: UnixMillis,
+    pub log: &'a mut RequestLog,
+}
+
+impl Ctx<'_> {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.req.headers().get(name).ok().flatten()
+    }
+
+    /// The JSON body as `T`: 415 for another media type, 413 over 16 KiB, 400 otherwise.
+    pub async fn json_body<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+        body::check_headers(
+            self.header("Content-Type").as_deref(),
+            self.header("Content-Length").as_deref(),
+        )?;
+        let bytes = self
+            .req
+            .bytes()
+            .await
+            .map_err(|_| ApiError::invalid_request("Request body could not be read"))?;
+        body::parse(&bytes)
+    }
+}
+
 pub async fn handle(req: Request, env: Env) -> Response {
     let started = now();
     let request_id = ids::new_id(started).to_string();
@@ -40,7 +73,7 @@ pub async fn handle(req: Request, env: Env) -> Response {
         ..Default::default()
     };
 
-    let response = match dispatch(req, &env, &mut log).await {
+    let response = match dispatch(req, &env, &mut log, started).await {
         Ok(response) => response,
         Err(e) => {
             if e.kind.status() >= 500 {
@@ -56,7 +89,12 @@ pub async fn handle(req: Request, env: Env) -> Response {
     response
 }
 
-async fn dispatch(req: Request, env: &Env, log: &mut RequestLog) -> Result<Response, ApiError> {
+async fn dispatch(
+    req: Request,
+    env: &Env,
+    log: &mut RequestLog,
+    now: UnixMillis,
+) -> Result<Response, ApiError> {
     let url = req
         .url()
         .map_err(|_| ApiError::invalid_request("Malformed request URL"))?;
@@ -85,21 +123,24 @@ async fn dispatch(req: Request, env: &Env, log: &mut RequestLog) -> Result<Respo
     };
     log.route = matched.template;
 
+    let mut ctx = Ctx {
+        req,
+        config,
+        repo: Repo::new(env)?,
+        now,
+        log,
+    };
+    let ctx = &mut ctx;
+    use handlers::*;
     match matched.route {
-        Route::Healthz => healthz(env).await,
-    }
-}
-
-async fn healthz(env: &Env) -> Result<Response, ApiError> {
-    let d1 = async { Repo::new(env)?.ping().await }.await;
-    match d1 {
-        Ok(()) => Ok(http::json(
-            200,
-            &serde_json::json!({"status": "ok", "d1": "ok"}),
-        )),
-        Err(e) => Err(ApiError::unavailable(
-            "D1 is unavailable",
-            format!("healthz: {e}"),
-        )),
+        Route::Healthz => health::healthz(ctx).await,
+        Route::CreateTeam => teams::create_team(ctx).await,
+        Route::ListTeams => teams::list_teams(ctx).await,
+        Route::ListMembers => teams::list_members(ctx).await,
+        Route::SetMember => teams::set_member(ctx, &matched).await,
+        Route::RemoveMember => teams::remove_member(ctx, &matched).await,
+        Route::CreateApiKey => api_keys::create(ctx).await,
+        Route::ListApiKeys => api_keys::list(ctx).await,
+        Route::RevokeApiKey => api_keys::revoke(ctx, &matched).await,
     }
 }

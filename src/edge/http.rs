@@ -23,6 +23,15 @@ pub fn error(e: &ApiError) -> Response {
     response
 }
 
+pub fn empty(status: u16) -> Response {
+    let headers = Headers::new();
+    let _ = headers.set("Cache-Control", "no-store");
+    ResponseBuilder::new()
+        .with_status(status)
+        .with_headers(headers)
+        .empty()
+}
+
 fn with_body(status: u16, body: String) -> Response {
     let headers = Headers::new();
     let _ = headers.set("Content-Type", "application/json");

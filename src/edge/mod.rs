@@ -2,6 +2,8 @@
 //! a Durable Object call into core calls and back.
 
 mod app;
+mod auth;
+mod handlers;
 mod http;
 mod limiter;
 mod repo;

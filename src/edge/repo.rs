@@ -1,23 +1,340 @@
-//! The D1 repository: the only place in the service with SQL.
+//! The D1 repository: the only place in the service with SQL. Numbers are bound as JS
+//! numbers (f64): D1 rejects the BigInt that an i64 would become.
 
-use worker::{D1Database, Env};
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement, Env};
+
+use crate::core::{
+    access::Role,
+    api_keys::{scopes_from_text, scopes_to_text, ApiKeyRecord},
+    auth::api_key::KeyKind,
+    error::ApiError,
+    teams::{MemberRecord, TeamRecord},
+    time::UnixMillis,
+};
+
+/// D1 failing is an outage, not a bug: 503, with the cause in the log only.
+impl From<worker::Error> for ApiError {
+    fn from(e: worker::Error) -> ApiError {
+        ApiError::unavailable("The database is unavailable", format!("d1: {e}"))
+    }
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+fn text(s: &str) -> JsValue {
+    JsValue::from_str(s)
+}
+fn num(n: UnixMillis) -> JsValue {
+    JsValue::from_f64(n as f64)
+}
+fn opt_num(n: Option<UnixMillis>) -> JsValue {
+    n.map_or(JsValue::NULL, num)
+}
+fn millis(n: f64) -> UnixMillis {
+    n as UnixMillis
+}
+
+fn corrupt(what: &str) -> ApiError {
+    ApiError::internal(format!("d1: unexpected stored value in {what}"))
+}
+
+fn role(s: &str) -> Result<Role> {
+    Role::parse(s).ok_or_else(|| corrupt("team_members.role"))
+}
 
 pub struct Repo {
     db: D1Database,
 }
 
 impl Repo {
-    pub fn new(env: &Env) -> worker::Result<Repo> {
+    pub fn new(env: &Env) -> Result<Repo> {
         Ok(Repo { db: env.d1("DB")? })
     }
 
+    fn stmt(&self, sql: &str, args: &[JsValue]) -> Result<D1PreparedStatement> {
+        Ok(self.db.prepare(sql).bind(args)?)
+    }
+
+    async fn first<T: for<'de> Deserialize<'de>>(
+        &self,
+        sql: &str,
+        args: &[JsValue],
+    ) -> Result<Option<T>> {
+        Ok(self.stmt(sql, args)?.first::<T>(None).await?)
+    }
+
+    async fn all<T: for<'de> Deserialize<'de>>(
+        &self,
+        sql: &str,
+        args: &[JsValue],
+    ) -> Result<Vec<T>> {
+        Ok(self.stmt(sql, args)?.all().await?.results::<T>()?)
+    }
+
     /// A real read of the schema, so a missing or broken database is seen, not just a socket.
-    pub async fn ping(&self) -> worker::Result<()> {
-        self.db
-            .prepare("SELECT version FROM schema_version LIMIT 1")
-            .first::<serde_json::Value>(None)
+    pub async fn ping(&self) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Row {
+            #[allow(dead_code)]
+            version: f64,
+        }
+        self.first::<Row>("SELECT version FROM schema_version LIMIT 1", &[])
             .await?
             .map(|_| ())
-            .ok_or_else(|| worker::Error::RustError("schema_version is empty".into()))
+            .ok_or_else(|| ApiError::unavailable("D1 is unavailable", "schema_version is empty"))
+    }
+
+    // ---- teams and members -------------------------------------------------------------
+
+    /// The team and its first owner, in one batch: both or neither.
+    pub async fn create_team(&self, team: &TeamRecord, owner: &str) -> Result<()> {
+        let now = num(team.created_at);
+        self.db
+            .batch(vec![
+                self.stmt(
+                    "INSERT INTO teams (id, name, created_at) VALUES (?1, ?2, ?3)",
+                    &[text(&team.id), text(&team.name), now.clone()],
+                )?,
+                self.stmt(
+                    "INSERT INTO team_members (team_id, user_id, role, added_at) VALUES (?1, ?2, 'owner', ?3)",
+                    &[text(&team.id), text(owner), now],
+                )?,
+            ])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn teams_of(&self, user_id: &str) -> Result<Vec<TeamRecord>> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: String,
+            name: String,
+            role: String,
+            created_at: f64,
+        }
+        let rows: Vec<Row> = self
+            .all(
+                "SELECT t.id, t.name, m.role, t.created_at FROM team_members m \
+                 JOIN teams t ON t.id = m.team_id WHERE m.user_id = ?1 ORDER BY t.created_at, t.id",
+                &[text(user_id)],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(TeamRecord {
+                    role: role(&r.role)?,
+                    id: r.id,
+                    name: r.name,
+                    created_at: millis(r.created_at),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn member(&self, team_id: &str, user_id: &str) -> Result<Option<MemberRecord>> {
+        let row: Option<MemberRow> = self
+            .first(
+                "SELECT user_id, role, added_at FROM team_members WHERE team_id = ?1 AND user_id = ?2",
+                &[text(team_id), text(user_id)],
+            )
+            .await?;
+        row.map(MemberRow::record).transpose()
+    }
+
+    pub async fn members(&self, team_id: &str) -> Result<Vec<MemberRecord>> {
+        let rows: Vec<MemberRow> = self
+            .all(
+                "SELECT user_id, role, added_at FROM team_members WHERE team_id = ?1 ORDER BY added_at, user_id",
+                &[text(team_id)],
+            )
+            .await?;
+        rows.into_iter().map(MemberRow::record).collect()
+    }
+
+    pub async fn owner_count(&self, team_id: &str) -> Result<usize> {
+        #[derive(Deserialize)]
+        struct Row {
+            n: f64,
+        }
+        let row: Option<Row> = self
+            .first(
+                "SELECT COUNT(*) AS n FROM team_members WHERE team_id = ?1 AND role = 'owner'",
+                &[text(team_id)],
+            )
+            .await?;
+        Ok(row.map_or(0, |r| r.n as usize))
+    }
+
+    /// Adds the member or changes their role. Demoting an owner only happens while another
+    /// owner remains, decided inside the one statement so two concurrent demotions cannot
+    /// leave a team without owners. `None` means the guard refused.
+    pub async fn set_member(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        role: Role,
+        now: UnixMillis,
+    ) -> Result<Option<MemberRecord>> {
+        let row: Option<MemberRow> = self
+            .first(
+                "INSERT INTO team_members (team_id, user_id, role, added_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role \
+                 WHERE team_members.role <> 'owner' OR excluded.role = 'owner' \
+                    OR (SELECT COUNT(*) FROM team_members WHERE team_id = ?1 AND role = 'owner') > 1 \
+                 RETURNING user_id, role, added_at",
+                &[text(team_id), text(user_id), text(role.as_str()), num(now)],
+            )
+            .await?;
+        row.map(MemberRow::record).transpose()
+    }
+
+    /// Removes the member unless they are the last owner. `false` when nothing was removed.
+    pub async fn remove_member(&self, team_id: &str, user_id: &str) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct Row {
+            #[allow(dead_code)]
+            user_id: String,
+        }
+        let row: Option<Row> = self
+            .first(
+                "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2 \
+                 AND (role <> 'owner' OR (SELECT COUNT(*) FROM team_members WHERE team_id = ?1 AND role = 'owner') > 1) \
+                 RETURNING user_id",
+                &[text(team_id), text(user_id)],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    // ---- API keys ----------------------------------------------------------------------
+
+    pub async fn insert_api_key(
+        &self,
+        record: &ApiKeyRecord,
+        key_hash: &str,
+        created_by: &str,
+    ) -> Result<()> {
+        self.stmt(
+            "INSERT INTO api_keys (id, team_id, name, kind, key_hash, key_preview, scopes, created_by, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            &[
+                text(&record.id),
+                text(&record.team_id),
+                text(&record.name),
+                text(record.kind.as_str()),
+                text(key_hash),
+                text(&record.key_preview),
+                text(&scopes_to_text(&record.scopes)),
+                text(created_by),
+                num(record.created_at),
+                opt_num(record.expires_at),
+            ],
+        )?
+        .run()
+        .await?;
+        Ok(())
+    }
+
+    pub async fn api_keys(&self, team_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        let rows: Vec<ApiKeyRow> = self
+            .all(
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE team_id = ?1 ORDER BY created_at DESC, id DESC"),
+                &[text(team_id)],
+            )
+            .await?;
+        rows.into_iter().map(ApiKeyRow::record).collect()
+    }
+
+    pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        let row: Option<ApiKeyRow> = self
+            .first(
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1"),
+                &[text(key_hash)],
+            )
+            .await?;
+        row.map(ApiKeyRow::record).transpose()
+    }
+
+    /// Revokes a key of this team; revoking again keeps the first revocation time.
+    pub async fn revoke_api_key(
+        &self,
+        team_id: &str,
+        id: &str,
+        now: UnixMillis,
+    ) -> Result<Option<ApiKeyRecord>> {
+        let row: Option<ApiKeyRow> = self
+            .first(
+                &format!(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE team_id = ?1 AND id = ?2 \
+                     RETURNING {API_KEY_COLUMNS}"
+                ),
+                &[text(team_id), text(id), num(now)],
+            )
+            .await?;
+        row.map(ApiKeyRow::record).transpose()
+    }
+
+    /// Records use, at most once per resolution window whatever the concurrency.
+    pub async fn touch_api_key(&self, id: &str, now: UnixMillis, resolution_ms: i64) -> Result<()> {
+        self.stmt(
+            "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?3)",
+            &[text(id), num(now), num(now - resolution_ms)],
+        )?
+        .run()
+        .await?;
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct MemberRow {
+    user_id: String,
+    role: String,
+    added_at: f64,
+}
+
+impl MemberRow {
+    fn record(self) -> Result<MemberRecord> {
+        Ok(MemberRecord {
+            role: role(&self.role)?,
+            user_id: self.user_id,
+            added_at: millis(self.added_at),
+        })
+    }
+}
+
+const API_KEY_COLUMNS: &str =
+    "id, team_id, name, kind, key_preview, scopes, created_at, expires_at, last_used_at, revoked_at";
+
+#[derive(Deserialize)]
+struct ApiKeyRow {
+    id: String,
+    team_id: String,
+    name: String,
+    kind: String,
+    key_preview: String,
+    scopes: String,
+    created_at: f64,
+    expires_at: Option<f64>,
+    last_used_at: Option<f64>,
+    revoked_at: Option<f64>,
+}
+
+impl ApiKeyRow {
+    fn record(self) -> Result<ApiKeyRecord> {
+        Ok(ApiKeyRecord {
+            kind: KeyKind::parse(&self.kind).ok_or_else(|| corrupt("api_keys.kind"))?,
+            scopes: scopes_from_text(&self.scopes),
+            id: self.id,
+            team_id: self.team_id,
+            name: self.name,
+            key_preview: self.key_preview,
+            created_at: millis(self.created_at),
+            expires_at: self.expires_at.map(millis),
+            last_used_at: self.last_used_at.map(millis),
+            revoked_at: self.revoked_at.map(millis),
+        })
     }
 }

@@ -25,7 +25,9 @@ use std::{
 };
 
 mod client;
+mod identity;
 pub use client::{Call, Reply};
+pub use identity::*;
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const READY_TIMEOUT: Duration = Duration::from_secs(180);

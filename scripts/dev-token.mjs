@@ -1,0 +1,26 @@
+#!/usr/bin/env node
+// Mints a development session JWT (HS256, signed with JWT_SECRET from .dev.vars).
+// Usage: node scripts/dev-token.mjs <user-id> [ttl-seconds]
+import { createHmac } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+const [sub, ttl = "3600"] = process.argv.slice(2);
+if (!sub || !/^\d+$/.test(ttl)) {
+  console.error("usage: node scripts/dev-token.mjs <user-id> [ttl-seconds]");
+  process.exit(2);
+}
+const varsPath = fileURLToPath(new URL("../.dev.vars", import.meta.url));
+const line = readFileSync(varsPath, "utf8")
+  .split("\n")
+  .find((l) => l.startsWith("JWT_SECRET="));
+if (!line) {
+  console.error(`no JWT_SECRET in ${varsPath}; run ./scripts/dev.sh or ./scripts/setup.sh first`);
+  process.exit(1);
+}
+const secret = line.slice("JWT_SECRET=".length).trim().replace(/^"|"$/g, "");
+const b64 = (v) => Buffer.from(JSON.stringify(v)).toString("base64url");
+const now = Math.floor(Date.now() / 1000);
+const signed = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ sub, iat: now, exp: now + Number(ttl) })}`;
+const signature = createHmac("sha256", secret).update(signed).digest("base64url");
+console.log(`${signed}.${signature}`);

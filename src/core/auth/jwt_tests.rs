@@ -1,0 +1,396 @@
+//! Each attack from the identity issue, and the boundaries around it.
+
+use super::*;
+use base64ct::{Base64UrlUnpadded, Encoding};
+use jwt_compact::{
+    alg::{RsaPrivateKey, SigningKey as _},
+    Algorithm, AlgorithmSignature,
+};
+use rand_core::OsRng;
+use serde_json::{json, Value};
+use std::sync::OnceLock;
+
+const SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+const NOW: i64 = 1_750_000_000_000;
+const NOW_S: i64 = NOW / 1000;
+
+struct Keys {
+    es256: <Es256 as Algorithm>::SigningKey,
+    ed25519: <Ed25519 as Algorithm>::SigningKey,
+    rsa: RsaPrivateKey,
+    jwks: String,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut seed = [7u8; 32];
+        crate::core::ids::fill_random(&mut seed);
+        let es256 = <Es256 as Algorithm>::SigningKey::from_slice(&seed).unwrap();
+        let (ed25519, ed_public) = Ed25519::generate(&mut OsRng);
+        let rsa = RsaPrivateKey::new(&mut OsRng, 2048).unwrap();
+        let with = |jwk: JsonWebKey<'_>, kid: &str, alg: &str| {
+            let mut v = serde_json::to_value(jwk).unwrap();
+            v["kid"] = json!(kid);
+            v["alg"] = json!(alg);
+            v
+        };
+        let jwks = json!({"keys": [
+            with(JsonWebKey::from(&es256.to_verifying_key()), "ec-1", "ES256"),
+            with(JsonWebKey::from(&ed_public), "ed-1", "EdDSA"),
+            with(JsonWebKey::from(&rsa.to_public_key()), "rsa-1", "RS256"),
+        ]})
+        .to_string();
+        Keys {
+            es256,
+            ed25519,
+            rsa,
+            jwks,
+        }
+    })
+}
+
+fn verifier() -> JwtVerifier {
+    JwtVerifier::new(JwtSettings {
+        secret: Some(SECRET),
+        jwks: Some(&keys().jwks),
+        issuer: None,
+        audience: None,
+    })
+    .unwrap()
+}
+
+fn b64(v: &[u8]) -> String {
+    Base64UrlUnpadded::encode_string(v)
+}
+
+/// A token with exactly this header and these claims, signed by `sign` over the first two
+/// segments (the signature segment is whatever `sign` returns, base64url-encoded).
+fn craft(header: &Value, claims: &Value, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
+    let signed = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = sign(signed.as_bytes());
+    format!("{signed}.{}", b64(&signature))
+}
+
+fn bytes(signature: impl AlgorithmSignature) -> Vec<u8> {
+    signature.as_bytes().to_vec()
+}
+
+fn hs256_with(secret: &[u8]) -> impl Fn(&[u8]) -> Vec<u8> {
+    let key = Hs256Key::new(secret);
+    move |m| bytes(Hs256.sign(&key, m))
+}
+
+fn hs256(claims: &Value) -> String {
+    craft(
+        &json!({"alg": "HS256", "typ": "JWT"}),
+        claims,
+        hs256_with(SECRET.as_bytes()),
+    )
+}
+
+fn good_claims() -> Value {
+    json!({"sub": "user-1", "exp": NOW_S + 3600, "iat": NOW_S})
+}
+
+fn signed(alg: &str, kid: &str, claims: &Value) -> String {
+    let k = keys();
+    let header = json!({"alg": alg, "kid": kid});
+    match alg {
+        "ES256" => craft(&header, claims, |m| bytes(Es256.sign(&k.es256, m))),
+        "EdDSA" => craft(&header, claims, |m| bytes(Ed25519.sign(&k.ed25519, m))),
+        "RS256" => craft(&header, claims, |m| bytes(Rsa::rs256().sign(&k.rsa, m))),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn valid_tokens_of_every_supported_algorithm_pass() {
+    let v = verifier();
+    let expect = Ok(Session {
+        user_id: "user-1".into(),
+    });
+    assert_eq!(v.verify(&hs256(&good_claims()), NOW), expect);
+    assert_eq!(
+        v.verify(&signed("ES256", "ec-1", &good_claims()), NOW),
+        expect
+    );
+    assert_eq!(
+        v.verify(&signed("EdDSA", "ed-1", &good_claims()), NOW),
+        expect
+    );
+    assert_eq!(
+        v.verify(&signed("RS256", "rsa-1", &good_claims()), NOW),
+        expect
+    );
+}
+
+#[test]
+fn alg_none_in_any_case_is_refused() {
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let token = craft(&json!({"alg": alg}), &good_claims(), |_| Vec::new());
+        assert!(token.ends_with('.'), "empty signature: {token}");
+        assert_eq!(
+            verifier().verify(&token, NOW),
+            Err(JwtError::Invalid),
+            "{alg}"
+        );
+    }
+}
+
+#[test]
+fn hs256_signed_with_the_rsa_public_key_or_an_empty_secret_is_refused() {
+    let public_jwk = serde_json::to_vec(&JsonWebKey::from(&keys().rsa.to_public_key())).unwrap();
+    for kid in [None, Some("rsa-1")] {
+        let mut header = json!({"alg": "HS256"});
+        if let Some(kid) = kid {
+            header["kid"] = json!(kid);
+        }
+        let forged = craft(&header, &good_claims(), hs256_with(&public_jwk));
+        assert_eq!(verifier().verify(&forged, NOW), Err(JwtError::Invalid));
+    }
+    let empty = craft(&json!({"alg": "HS256"}), &good_claims(), hs256_with(b""));
+    assert_eq!(verifier().verify(&empty, NOW), Err(JwtError::Invalid));
+    // A server without JWT_SECRET accepts no HS256 at all, whatever it was signed with.
+    let no_secret = JwtVerifier::new(JwtSettings {
+        secret: Some(""),
+        jwks: Some(&keys().jwks),
+        issuer: None,
+        audience: None,
+    })
+    .unwrap();
+    assert_eq!(no_secret.verify(&empty, NOW), Err(JwtError::Invalid));
+}
+
+#[test]
+fn an_asymmetric_alg_must_match_its_keys_own_alg() {
+    // RS256 token pointing at the EC key, ES256 pointing at the RSA key.
+    let rs_on_ec = craft(
+        &json!({"alg": "RS256", "kid": "ec-1"}),
+        &good_claims(),
+        |m| bytes(Rsa::rs256().sign(&keys().rsa, m)),
+    );
+    assert_eq!(verifier().verify(&rs_on_ec, NOW), Err(JwtError::Invalid));
+    let es_on_rsa = craft(
+        &json!({"alg": "ES256", "kid": "rsa-1"}),
+        &good_claims(),
+        |m| bytes(Es256.sign(&keys().es256, m)),
+    );
+    assert_eq!(verifier().verify(&es_on_rsa, NOW), Err(JwtError::Invalid));
+}
+
+#[test]
+fn an_all_zero_es256_signature_is_refused() {
+    let token = craft(
+        &json!({"alg": "ES256", "kid": "ec-1"}),
+        &good_claims(),
+        |_| vec![0u8; 64],
+    );
+    assert_eq!(verifier().verify(&token, NOW), Err(JwtError::Invalid));
+}
+
+#[test]
+fn exp_and_nbf_as_strings_are_refused() {
+    let exp_string = json!({"sub": "u", "exp": (NOW_S + 3600).to_string()});
+    assert_eq!(
+        verifier().verify(&hs256(&exp_string), NOW),
+        Err(JwtError::Invalid)
+    );
+    let nbf_string = json!({"sub": "u", "exp": NOW_S + 3600, "nbf": NOW_S.to_string()});
+    assert_eq!(
+        verifier().verify(&hs256(&nbf_string), NOW),
+        Err(JwtError::Invalid)
+    );
+}
+
+#[test]
+fn exp_and_sub_are_required_with_their_types() {
+    for claims in [
+        json!({"sub": "u"}),
+        json!({"exp": NOW_S + 60}),
+        json!({"sub": 42, "exp": NOW_S + 60}),
+        json!({"sub": "", "exp": NOW_S + 60}),
+        json!({"sub": null, "exp": NOW_S + 60}),
+        json!({"sub": "u", "exp": null}),
+    ] {
+        assert_eq!(
+            verifier().verify(&hs256(&claims), NOW),
+            Err(JwtError::Invalid),
+            "{claims}"
+        );
+    }
+}
+
+#[test]
+fn expiry_honours_exactly_sixty_seconds_of_leeway() {
+    let v = verifier();
+    let exp = |offset_s: i64| hs256(&json!({"sub": "u", "exp": NOW_S + offset_s}));
+    assert!(v.verify(&exp(-59), NOW).is_ok(), "just inside the leeway");
+    assert_eq!(
+        v.verify(&exp(-60), NOW),
+        Err(JwtError::Expired),
+        "at the leeway"
+    );
+    assert_eq!(
+        v.verify(&exp(-61), NOW),
+        Err(JwtError::Expired),
+        "just past it"
+    );
+    assert_eq!(v.verify(&exp(-86_400), NOW), Err(JwtError::Expired));
+}
+
+#[test]
+fn nbf_and_iat_in_the_future_are_refused_beyond_the_leeway() {
+    let v = verifier();
+    let with = |field: &str, offset_s: i64| {
+        let mut c = good_claims();
+        c[field] = json!(NOW_S + offset_s);
+        hs256(&c)
+    };
+    assert!(v.verify(&with("nbf", 59), NOW).is_ok());
+    assert_eq!(v.verify(&with("nbf", 61), NOW), Err(JwtError::Invalid));
+    assert!(v.verify(&with("iat", 59), NOW).is_ok());
+    assert_eq!(v.verify(&with("iat", 120), NOW), Err(JwtError::Invalid));
+}
+
+#[test]
+fn issuer_and_audience_are_checked_when_configured() {
+    let v = JwtVerifier::new(JwtSettings {
+        secret: Some(SECRET),
+        jwks: None,
+        issuer: Some("https://auth.example"),
+        audience: Some("edge-credentials"),
+    })
+    .unwrap();
+    let with = |iss: Value, aud: Value| {
+        let mut c = good_claims();
+        c["iss"] = iss;
+        c["aud"] = aud;
+        hs256(&c)
+    };
+    assert!(v
+        .verify(
+            &with(json!("https://auth.example"), json!("edge-credentials")),
+            NOW
+        )
+        .is_ok());
+    assert!(v
+        .verify(
+            &with(
+                json!("https://auth.example"),
+                json!(["x", "edge-credentials"])
+            ),
+            NOW
+        )
+        .is_ok());
+    let wrong = [
+        with(json!("https://evil.example"), json!("edge-credentials")),
+        with(json!("https://auth.example"), json!("other-service")),
+        with(json!(null), json!("edge-credentials")),
+        with(json!("https://auth.example"), json!(null)),
+    ];
+    for token in wrong {
+        assert_eq!(v.verify(&token, NOW), Err(JwtError::Invalid));
+    }
+}
+
+#[test]
+fn unknown_or_hostile_kids_are_refused() {
+    for kid in [
+        "missing",
+        "../../etc/passwd",
+        "ec-1' OR '1'='1",
+        "",
+        "rsa-1\0",
+    ] {
+        let token = signed("ES256", kid, &good_claims());
+        assert_eq!(
+            verifier().verify(&token, NOW),
+            Err(JwtError::Invalid),
+            "{kid:?}"
+        );
+    }
+    // No kid at all: an asymmetric token has no key to be verified with.
+    let no_kid = craft(&json!({"alg": "ES256"}), &good_claims(), |m| {
+        bytes(Es256.sign(&keys().es256, m))
+    });
+    assert_eq!(verifier().verify(&no_kid, NOW), Err(JwtError::Invalid));
+}
+
+#[test]
+fn jku_x5u_and_jwk_headers_are_ignored() {
+    // An attacker's own key, offered in the header, verifies nothing.
+    let (attacker, attacker_public) = Ed25519::generate(&mut OsRng);
+    let header = json!({
+        "alg": "EdDSA",
+        "kid": "ed-1",
+        "jwk": serde_json::to_value(JsonWebKey::from(&attacker_public)).unwrap(),
+        "jku": "https://evil.example/jwks.json",
+        "x5u": "https://evil.example/cert.pem",
+    });
+    let forged = craft(&header, &good_claims(), |m| {
+        bytes(Ed25519.sign(&attacker, m))
+    });
+    assert_eq!(verifier().verify(&forged, NOW), Err(JwtError::Invalid));
+    // The same headers on a token signed by the configured key change nothing either.
+    let genuine = craft(&header, &good_claims(), |m| {
+        bytes(Ed25519.sign(&keys().ed25519, m))
+    });
+    assert!(verifier().verify(&genuine, NOW).is_ok());
+}
+
+#[test]
+fn tokens_with_two_or_four_segments_are_refused() {
+    let token = hs256(&good_claims());
+    let parts: Vec<&str> = token.split('.').collect();
+    for bad in [
+        parts[..2].join("."),
+        format!("{token}.{}", parts[2]),
+        format!("{token}."),
+        String::new(),
+        "....".into(),
+    ] {
+        assert_eq!(
+            verifier().verify(&bad, NOW),
+            Err(JwtError::Invalid),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn config_errors_are_clear_and_never_panic() {
+    let make = |secret: Option<&str>, jwks: Option<&str>| {
+        JwtVerifier::new(JwtSettings {
+            secret,
+            jwks,
+            issuer: None,
+            audience: None,
+        })
+        .err()
+    };
+    assert_eq!(make(Some("short"), None).unwrap().variable, "JWT_SECRET");
+    for jwks in [
+        "not json",
+        "{}",
+        r#"{"keys": [{"kty": "EC"}]}"#,
+        r#"{"keys": [{"kty": "oct", "kid": "a", "k": "AAAA"}]}"#,
+        r#"{"keys": [{"kty": "EC", "kid": "a", "crv": "P-256", "x": "AA", "y": "AA"}]}"#,
+    ] {
+        assert_eq!(
+            make(None, Some(jwks)).unwrap().variable,
+            "JWT_JWKS",
+            "{jwks}"
+        );
+    }
+    let mut dup: Value = serde_json::from_str(&keys().jwks).unwrap();
+    dup["keys"][1]["kid"] = json!("ec-1");
+    assert!(make(None, Some(&dup.to_string())).is_some());
+    let mut mislabelled: Value = serde_json::from_str(&keys().jwks).unwrap();
+    mislabelled["keys"][0]["alg"] = json!("HS256");
+    assert!(make(None, Some(&mislabelled.to_string())).is_some());
+}

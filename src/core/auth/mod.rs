@@ -1,0 +1,5 @@
+//! Who is calling: bearer parsing, session JWTs and team API keys.
+
+pub mod api_key;
+pub mod bearer;
+pub mod jwt;

@@ -1,0 +1,128 @@
+//! Teams and their members: request validation and response shapes.
+
+use serde::{Deserialize, Serialize};
+
+use super::{access::Role, error::ApiError, time::rfc3339, time::UnixMillis};
+
+/// A display name: 1 to `max` characters, not blank, no control characters.
+pub fn validate_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+    let len = value.chars().count();
+    if len == 0 || len > max || value.trim().is_empty() {
+        return Err(ApiError::invalid_request(format!(
+            "`{field}` must be 1 to {max} characters and not blank"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(ApiError::invalid_request(format!(
+            "`{field}` must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// A user id is a JWT `sub`: 1 to 255 characters, no control characters.
+pub fn validate_user_id(user_id: &str) -> Result<(), ApiError> {
+    validate_text("user_id", user_id, 255)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTeam {
+    pub name: String,
+}
+
+impl CreateTeam {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        validate_text("name", &self.name, 100)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetMemberRole {
+    pub role: String,
+}
+
+impl SetMemberRole {
+    pub fn role(&self) -> Result<Role, ApiError> {
+        Role::parse(&self.role)
+            .ok_or_else(|| ApiError::invalid_request("`role` must be one of owner, admin, member"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamRecord {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRecord {
+    pub user_id: String,
+    pub role: Role,
+    pub added_at: UnixMillis,
+}
+
+#[derive(Serialize)]
+pub struct TeamView<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub role: &'static str,
+    pub created_at: String,
+}
+
+impl TeamRecord {
+    pub fn view(&self) -> TeamView<'_> {
+        TeamView {
+            id: &self.id,
+            name: &self.name,
+            role: self.role.as_str(),
+            created_at: rfc3339(self.created_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct MemberView<'a> {
+    pub user_id: &'a str,
+    pub role: &'static str,
+    pub added_at: String,
+}
+
+impl MemberRecord {
+    pub fn view(&self) -> MemberView<'_> {
+        MemberView {
+            user_id: &self.user_id,
+            role: self.role.as_str(),
+            added_at: rfc3339(self.added_at),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_bounded_and_printable() {
+        assert!(validate_text("name", "Render farm", 100).is_ok());
+        assert!(validate_text("name", &"é".repeat(100), 100).is_ok());
+        for bad in ["", "   ", "a\nb", "\u{7}", &"x".repeat(101)] {
+            assert_eq!(
+                validate_text("name", bad, 100).unwrap_err().status(),
+                400,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn roles_parse_strictly() {
+        let role = |r: &str| SetMemberRole { role: r.into() }.role();
+        assert_eq!(role("admin").unwrap(), Role::Admin);
+        assert!(role("Admin").is_err());
+        assert!(role("superuser").is_err());
+    }
+}

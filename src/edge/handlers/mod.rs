@@ -1,0 +1,6 @@
+//! One function per route: authenticate, authorize, validate, call the repository, shape
+//! the response. The rules themselves live in `core`.
+
+pub mod api_keys;
+pub mod health;
+pub mod teams;
