@@ -40,3 +40,33 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at   INTEGER
 );
 CREATE INDEX IF NOT EXISTS api_keys_by_team ON api_keys (team_id, created_at);
+
+-- One row per team and provider. `ciphertext` is the sealed key (crypto.rs: v1.<key id>.<base64>),
+-- NULL once revoked; `key_id` repeats the blob's key id so rotation can find old rows by index.
+CREATE TABLE IF NOT EXISTS credentials (
+    team_id        TEXT NOT NULL REFERENCES teams(id),
+    provider       TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+    cloud_fallback INTEGER NOT NULL CHECK (cloud_fallback IN (0, 1)),
+    ciphertext     TEXT,
+    key_id         TEXT,
+    key_preview    TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    version        INTEGER NOT NULL,
+    PRIMARY KEY (team_id, provider),
+    CHECK ((status = 'active') = (ciphertext IS NOT NULL))
+);
+CREATE INDEX IF NOT EXISTS credentials_by_key_id ON credentials (key_id) WHERE ciphertext IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS audit_events (
+    id         TEXT PRIMARY KEY,
+    team_id    TEXT NOT NULL,
+    actor_kind TEXT NOT NULL,
+    actor_id   TEXT NOT NULL,
+    action     TEXT NOT NULL,
+    provider   TEXT,
+    created_at INTEGER NOT NULL,
+    request_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_events_by_team ON audit_events (team_id, id);

@@ -37,4 +37,17 @@ fi
 if [ ! -f .dev.vars ]; then
   say "creating .dev.vars from .dev.vars.example (insecure development defaults)"
   cp .dev.vars.example .dev.vars
+else
+  # A .dev.vars from an older checkout gets the variables added since, never overwritten.
+  while IFS= read -r line; do
+    case "$line" in
+      [A-Z]*=*)
+        name=${line%%=*}
+        if ! grep -q "^$name=" .dev.vars; then
+          say "adding $name to .dev.vars (insecure development default)"
+          printf '%s\n' "$line" >> .dev.vars
+        fi
+        ;;
+    esac
+  done < .dev.vars.example
 fi

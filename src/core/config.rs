@@ -1,7 +1,10 @@
 //! Configuration read once per isolate from vars and secrets. Parsing is pure: the edge
 //! passes a lookup function, tests pass a map.
 
-use super::auth::jwt::{JwtSettings, JwtVerifier};
+use super::{
+    auth::jwt::{JwtSettings, JwtVerifier},
+    crypto::KeyRing,
+};
 
 /// Every development default carries this marker, so production can recognise and refuse it.
 pub const DEV_SECRET_MARKER: &str = "insecure-dev";
@@ -54,6 +57,10 @@ pub struct Config {
     /// Names of secrets that still hold a development default.
     pub dev_secrets: Vec<&'static str>,
     pub jwt: JwtVerifier,
+    /// `None` when `CREDENTIAL_KEYS` is unset: credential endpoints then answer 503.
+    pub key_ring: Option<KeyRing>,
+    /// Rows re-encrypted per batch by the scheduled rotation job.
+    pub rotation_batch: usize,
 }
 
 impl Config {
@@ -71,10 +78,24 @@ impl Config {
             issuer: issuer.as_deref(),
             audience: audience.as_deref(),
         })?;
+        let key_ring = lookup("CREDENTIAL_KEYS")
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| KeyRing::from_config(&v))
+            .transpose()?;
+        let rotation_batch = match lookup("ROTATION_BATCH_SIZE") {
+            None => 100,
+            Some(v) => v
+                .parse()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| ConfigError::invalid("ROTATION_BATCH_SIZE", "must be 1 to 1000"))?,
+        };
         Ok(Config {
             environment,
             dev_secrets,
             jwt,
+            key_ring,
+            rotation_batch,
         })
     }
 
@@ -114,6 +135,11 @@ mod tests {
     fn malformed_jwt_config_is_a_clear_error() {
         let e = config(&[("JWT_JWKS", "{not json")]).err().unwrap();
         assert_eq!(e.variable, "JWT_JWKS");
+        let e = config(&[("CREDENTIAL_KEYS", r#"{"active":"k1","keys":{}}"#)])
+            .err()
+            .unwrap();
+        assert_eq!(e.variable, "CREDENTIAL_KEYS");
+        assert!(config(&[]).unwrap().key_ring.is_none());
         assert!(config(&[("JWT_SECRET", "short")]).is_err());
     }
 

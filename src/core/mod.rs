@@ -3,12 +3,16 @@
 
 pub mod access;
 pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod credentials;
+pub mod crypto;
 pub mod error;
 pub mod ids;
 pub mod log;
+pub mod providers;
 pub mod ratelimit;
 pub mod routes;
 pub mod teams;

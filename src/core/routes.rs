@@ -14,6 +14,12 @@ pub enum Route {
     CreateApiKey,
     ListApiKeys,
     RevokeApiKey,
+    ListCredentials,
+    PutCredential,
+    GetCredential,
+    PatchCredential,
+    DeleteCredential,
+    ListAuditEvents,
 }
 
 pub struct RouteSpec {
@@ -42,6 +48,12 @@ routes! {
     "POST" "/api/v1/api-keys" => CreateApiKey,
     "GET" "/api/v1/api-keys" => ListApiKeys,
     "DELETE" "/api/v1/api-keys/{id}" => RevokeApiKey,
+    "GET" "/api/v1/cloud-providers" => ListCredentials,
+    "PUT" "/api/v1/cloud-providers/{provider}" => PutCredential,
+    "GET" "/api/v1/cloud-providers/{provider}" => GetCredential,
+    "PATCH" "/api/v1/cloud-providers/{provider}" => PatchCredential,
+    "DELETE" "/api/v1/cloud-providers/{provider}" => DeleteCredential,
+    "GET" "/api/v1/audit-events" => ListAuditEvents,
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -21,7 +21,7 @@ thread_local! {
     static CONFIG: OnceCell<Result<Rc<Config>, ConfigError>> = const { OnceCell::new() };
 }
 
-fn config(env: &Env) -> Result<Rc<Config>, ConfigError> {
+pub fn config(env: &Env) -> Result<Rc<Config>, ConfigError> {
     CONFIG.with(|cell| {
         cell.get_or_init(|| {
             Config::from_lookup(|name| env.var(name).ok().map(|v| v.to_string())).map(Rc::new)
@@ -142,5 +142,11 @@ async fn dispatch(
         Route::CreateApiKey => api_keys::create(ctx).await,
         Route::ListApiKeys => api_keys::list(ctx).await,
         Route::RevokeApiKey => api_keys::revoke(ctx, &matched).await,
+        Route::ListCredentials => credentials::list(ctx).await,
+        Route::PutCredential => credentials::put(ctx, &matched).await,
+        Route::GetCredential => credentials::get(ctx, &matched).await,
+        Route::PatchCredential => credentials::patch(ctx, &matched).await,
+        Route::DeleteCredential => credentials::delete(ctx, &matched).await,
+        Route::ListAuditEvents => audit::list(ctx).await,
     }
 }

@@ -7,10 +7,31 @@ mod handlers;
 mod http;
 mod limiter;
 mod repo;
+mod rotation;
 
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{
+    console_error, event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent,
+};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     Ok(app::handle(req, env).await)
+}
+
+/// Cron: re-encrypts credentials still sealed under a key that is no longer active.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let outcome = match app::config(&env) {
+        Ok(config) => rotation::run(&env, &config).await.map(|_| ()),
+        Err(e) => Err(crate::core::error::ApiError::unavailable(
+            "config",
+            e.to_string(),
+        )),
+    };
+    if let Err(e) = outcome {
+        console_error!(
+            "{}",
+            serde_json::json!({"job": "reencrypt_credentials", "error": e.internal_detail})
+        );
+    }
 }

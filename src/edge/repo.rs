@@ -8,8 +8,11 @@ use worker::{D1Database, D1PreparedStatement, Env};
 use crate::core::{
     access::Role,
     api_keys::{scopes_from_text, scopes_to_text, ApiKeyRecord},
+    audit::{AuditEvent, PageRequest},
     auth::api_key::KeyKind,
+    credentials::{CredentialRecord, Status},
     error::ApiError,
+    providers::{self, Provider},
     teams::{MemberRecord, TeamRecord},
     time::UnixMillis,
 };
@@ -31,6 +34,9 @@ fn num(n: UnixMillis) -> JsValue {
 }
 fn opt_num(n: Option<UnixMillis>) -> JsValue {
     n.map_or(JsValue::NULL, num)
+}
+fn opt_text(s: Option<&str>) -> JsValue {
+    s.map_or(JsValue::NULL, text)
 }
 fn millis(n: f64) -> UnixMillis {
     n as UnixMillis
@@ -285,6 +291,290 @@ impl Repo {
         .run()
         .await?;
         Ok(())
+    }
+}
+
+// ---- credentials -----------------------------------------------------------------------
+impl Repo {
+    pub async fn credential(
+        &self,
+        team_id: &str,
+        provider: &Provider,
+    ) -> Result<Option<CredentialRecord>> {
+        let row: Option<CredentialRow> = self
+            .first(
+                &format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE team_id = ?1 AND provider = ?2"),
+                &[text(team_id), text(provider.name)],
+            )
+            .await?;
+        row.map(CredentialRow::record).transpose()
+    }
+
+    pub async fn credentials(&self, team_id: &str) -> Result<Vec<CredentialRecord>> {
+        let rows: Vec<CredentialRow> = self
+            .all(
+                &format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE team_id = ?1 ORDER BY provider"),
+                &[text(team_id)],
+            )
+            .await?;
+        // A row of a provider this build no longer knows is skipped, not an error.
+        Ok(rows.into_iter().filter_map(|r| r.record().ok()).collect())
+    }
+
+    /// Sets or replaces the sealed key. With `expected`, only while the row is still at that
+    /// version. Returns `None` when that condition failed (nothing written, no audit).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_credential(
+        &self,
+        team_id: &str,
+        provider: &Provider,
+        sealed: &str,
+        key_id: &str,
+        key_preview: &str,
+        cloud_fallback: bool,
+        now: UnixMillis,
+        expected: Option<i64>,
+        audit: &AuditEvent,
+    ) -> Result<Option<CredentialRecord>> {
+        let change = self.stmt(
+            &format!(
+                "INSERT INTO credentials (team_id, provider, status, cloud_fallback, ciphertext, key_id, key_preview, created_at, updated_at, version) \
+                 VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?7, 1) \
+                 ON CONFLICT (team_id, provider) DO UPDATE SET status = 'active', cloud_fallback = excluded.cloud_fallback, \
+                   ciphertext = excluded.ciphertext, key_id = excluded.key_id, key_preview = excluded.key_preview, \
+                   updated_at = excluded.updated_at, version = credentials.version + 1 \
+                 WHERE ?8 IS NULL OR credentials.version = ?8 \
+                 RETURNING {CREDENTIAL_COLUMNS}"
+            ),
+            &[
+                text(team_id),
+                text(provider.name),
+                JsValue::from_f64(cloud_fallback as u8 as f64),
+                text(sealed),
+                text(key_id),
+                text(key_preview),
+                num(now),
+                opt_num(expected),
+            ],
+        )?;
+        self.change_with_audit(change, audit, expected).await
+    }
+
+    /// Turns cloud fallback on or off, if the row is still at `expected` and, to turn it on,
+    /// still active.
+    pub async fn set_cloud_fallback(
+        &self,
+        team_id: &str,
+        provider: &Provider,
+        cloud_fallback: bool,
+        now: UnixMillis,
+        expected: i64,
+        audit: &AuditEvent,
+    ) -> Result<Option<CredentialRecord>> {
+        let change = self.stmt(
+            &format!(
+                "UPDATE credentials SET cloud_fallback = ?3, updated_at = ?4, version = version + 1 \
+                 WHERE team_id = ?1 AND provider = ?2 AND version = ?5 AND (?3 = 0 OR status = 'active') \
+                 RETURNING {CREDENTIAL_COLUMNS}"
+            ),
+            &[
+                text(team_id),
+                text(provider.name),
+                JsValue::from_f64(cloud_fallback as u8 as f64),
+                num(now),
+                num(expected),
+            ],
+        )?;
+        self.change_with_audit(change, audit, Some(expected)).await
+    }
+
+    /// Revokes: the ciphertext is destroyed, fallback turned off; the row stays for status.
+    pub async fn revoke_credential(
+        &self,
+        team_id: &str,
+        provider: &Provider,
+        now: UnixMillis,
+        expected: i64,
+        audit: &AuditEvent,
+    ) -> Result<Option<CredentialRecord>> {
+        let change = self.stmt(
+            &format!(
+                "UPDATE credentials SET status = 'revoked', cloud_fallback = 0, ciphertext = NULL, key_id = NULL, \
+                   updated_at = ?3, version = version + 1 \
+                 WHERE team_id = ?1 AND provider = ?2 AND version = ?4 \
+                 RETURNING {CREDENTIAL_COLUMNS}"
+            ),
+            &[text(team_id), text(provider.name), num(now), num(expected)],
+        )?;
+        self.change_with_audit(change, audit, Some(expected)).await
+    }
+
+    /// The change and its audit event in one D1 batch (one transaction): both or neither.
+    /// The audit insert carries the change's own version condition, so a change that finds
+    /// the row moved on writes no event either.
+    async fn change_with_audit(
+        &self,
+        change: D1PreparedStatement,
+        audit: &AuditEvent,
+        expected: Option<i64>,
+    ) -> Result<Option<CredentialRecord>> {
+        let record = self.stmt(
+            "INSERT INTO audit_events (id, team_id, actor_kind, actor_id, action, provider, created_at, request_id) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 \
+             WHERE ?9 IS NULL OR EXISTS (SELECT 1 FROM credentials WHERE team_id = ?2 AND provider = ?6 AND version = ?9)",
+            &[
+                text(&audit.id),
+                text(&audit.team_id),
+                text(&audit.actor_kind),
+                text(&audit.actor_id),
+                text(&audit.action),
+                opt_text(audit.provider.as_deref()),
+                num(audit.created_at),
+                text(&audit.request_id),
+                opt_num(expected),
+            ],
+        )?;
+        let results = self.db.batch(vec![record, change]).await?;
+        let rows: Vec<CredentialRow> = match results.get(1) {
+            Some(result) => result.results()?,
+            None => Vec::new(),
+        };
+        rows.into_iter()
+            .next()
+            .map(CredentialRow::record)
+            .transpose()
+    }
+
+    pub async fn audit_events(&self, team_id: &str, page: &PageRequest) -> Result<Vec<AuditEvent>> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: String,
+            team_id: String,
+            actor_kind: String,
+            actor_id: String,
+            action: String,
+            provider: Option<String>,
+            created_at: f64,
+            request_id: String,
+        }
+        let rows: Vec<Row> = self
+            .all(
+                "SELECT id, team_id, actor_kind, actor_id, action, provider, created_at, request_id \
+                 FROM audit_events WHERE team_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
+                &[text(team_id), opt_text(page.before.as_deref()), num(page.limit as i64 + 1)],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditEvent {
+                id: r.id,
+                team_id: r.team_id,
+                actor_kind: r.actor_kind,
+                actor_id: r.actor_id,
+                action: r.action,
+                provider: r.provider,
+                created_at: millis(r.created_at),
+                request_id: r.request_id,
+            })
+            .collect())
+    }
+
+    // ---- key rotation ------------------------------------------------------------------
+
+    /// Sealed rows not under `active_key_id`, in key order after `after`.
+    pub async fn rows_to_reencrypt(
+        &self,
+        active_key_id: &str,
+        after: Option<&SealedRow>,
+        limit: usize,
+    ) -> Result<Vec<SealedRow>> {
+        self.all(
+            "SELECT team_id, provider, ciphertext FROM credentials \
+             WHERE ciphertext IS NOT NULL AND key_id <> ?1 AND (team_id, provider) > (?2, ?3) \
+             ORDER BY team_id, provider LIMIT ?4",
+            &[
+                text(active_key_id),
+                text(after.map_or("", |r| r.team_id.as_str())),
+                text(after.map_or("", |r| r.provider.as_str())),
+                num(limit as i64),
+            ],
+        )
+        .await
+    }
+
+    /// Swaps in the re-sealed blob only if the row still holds the blob it was made from,
+    /// so a concurrent PUT or DELETE always wins. The version is unchanged: the credential
+    /// itself did not change, so clients' ETags stay valid.
+    pub async fn replace_ciphertext(
+        &self,
+        row: &SealedRow,
+        sealed: &str,
+        key_id: &str,
+        audit: &AuditEvent,
+    ) -> Result<bool> {
+        let record = self.stmt(
+            "INSERT INTO audit_events (id, team_id, actor_kind, actor_id, action, provider, created_at, request_id) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 \
+             WHERE EXISTS (SELECT 1 FROM credentials WHERE team_id = ?2 AND provider = ?6 AND ciphertext = ?9)",
+            &[
+                text(&audit.id),
+                text(&audit.team_id),
+                text(&audit.actor_kind),
+                text(&audit.actor_id),
+                text(&audit.action),
+                text(&row.provider),
+                num(audit.created_at),
+                text(&audit.request_id),
+                text(&row.ciphertext),
+            ],
+        )?;
+        let change = self.stmt(
+            "UPDATE credentials SET ciphertext = ?3, key_id = ?4 WHERE team_id = ?1 AND provider = ?2 AND ciphertext = ?5",
+            &[text(&row.team_id), text(&row.provider), text(sealed), text(key_id), text(&row.ciphertext)],
+        )?;
+        let results = self.db.batch(vec![record, change]).await?;
+        let changed = results
+            .get(1)
+            .and_then(|r| r.meta().ok().flatten())
+            .and_then(|m| m.changes)
+            .unwrap_or(0);
+        Ok(changed > 0)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SealedRow {
+    pub team_id: String,
+    pub provider: String,
+    pub ciphertext: String,
+}
+
+const CREDENTIAL_COLUMNS: &str =
+    "provider, status, cloud_fallback, created_at, updated_at, key_preview, version";
+
+#[derive(Deserialize)]
+struct CredentialRow {
+    provider: String,
+    status: String,
+    cloud_fallback: f64,
+    created_at: f64,
+    updated_at: f64,
+    key_preview: String,
+    version: f64,
+}
+
+impl CredentialRow {
+    fn record(self) -> Result<CredentialRecord> {
+        Ok(CredentialRecord {
+            provider: providers::by_name(&self.provider)
+                .ok_or_else(|| corrupt("credentials.provider"))?,
+            status: Status::parse(&self.status).ok_or_else(|| corrupt("credentials.status"))?,
+            cloud_fallback: self.cloud_fallback != 0.0,
+            created_at: millis(self.created_at),
+            updated_at: millis(self.updated_at),
+            key_preview: self.key_preview,
+            version: self.version as i64,
+        })
     }
 }
 

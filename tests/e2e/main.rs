@@ -3,5 +3,7 @@
 
 mod support;
 
+mod credentials;
 mod foundation;
 mod identity;
+mod rotation;

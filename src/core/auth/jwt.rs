@@ -7,6 +7,7 @@
 //! - `ES256`, `EdDSA` and `RS256` need a `kid` naming a key in `JWT_JWKS` whose own algorithm
 //!   is the token's `alg`;
 //! - anything else (`none` in any case, `HS512`, ...) is refused.
+//!
 //! `jku`, `x5u` and `jwk` headers are never read, so nothing is ever fetched.
 
 use std::collections::HashMap;

@@ -2,5 +2,7 @@
 //! the response. The rules themselves live in `core`.
 
 pub mod api_keys;
+pub mod audit;
+pub mod credentials;
 pub mod health;
 pub mod teams;

@@ -8,17 +8,19 @@ use std::sync::{
     OnceLock,
 };
 
-/// JWT_SECRET as the worker sees it: from .dev.vars, which setup creates.
+/// A secret as the worker sees it: from .dev.vars, which setup creates.
+pub fn dev_var(name: &str) -> String {
+    let vars = std::fs::read_to_string(format!("{ROOT}/.dev.vars"))
+        .expect(".dev.vars (scripts/setup.sh creates it)");
+    vars.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .map(|v| v.trim().trim_matches('"').trim_matches('\'').to_string())
+        .unwrap_or_else(|| panic!("{name} in .dev.vars"))
+}
+
 pub fn dev_secret() -> &'static str {
     static SECRET: OnceLock<String> = OnceLock::new();
-    SECRET.get_or_init(|| {
-        let vars = std::fs::read_to_string(format!("{ROOT}/.dev.vars"))
-            .expect(".dev.vars (scripts/setup.sh creates it)");
-        vars.lines()
-            .find_map(|l| l.strip_prefix("JWT_SECRET="))
-            .map(|v| v.trim().trim_matches('"').to_string())
-            .expect("JWT_SECRET in .dev.vars")
-    })
+    SECRET.get_or_init(|| dev_var("JWT_SECRET"))
 }
 
 pub fn now_s() -> i64 {

@@ -38,6 +38,8 @@ pub struct Options {
     pub vars: BTreeMap<String, String>,
     /// Leave the database empty, to see how the worker behaves without its schema.
     pub skip_schema: bool,
+    /// Reuse another (stopped) worker's state: a restart.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Options {
@@ -99,11 +101,17 @@ impl Worker {
     fn start(options: Options) -> Worker {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let n = COUNT.fetch_add(1, Ordering::SeqCst);
-        let state_dir =
-            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("e2e-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&state_dir);
-        std::fs::create_dir_all(&state_dir).unwrap();
-        let log_path = state_dir.join("worker.log");
+        let state_dir = match &options.state_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+                    .join(format!("e2e-{}-{n}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).unwrap();
+                dir
+            }
+        };
+        let log_path = state_dir.join(format!("worker-{n}.log"));
 
         if !options.skip_schema {
             let out = wrangler_command()
@@ -128,6 +136,7 @@ impl Worker {
             format!("--inspector-port={}", free_port()),
             format!("--persist-to={}", state_dir.display()),
             "--show-interactive-dev-session=false".into(),
+            "--test-scheduled".into(),
         ];
         for (name, value) in &options.vars {
             args.push("--var".into());
@@ -206,6 +215,19 @@ impl Worker {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Waits (up to 10 s) until the log contains `needle`: wrangler prints the worker's
+    /// console output asynchronously, after the response.
+    pub fn log_eventually_contains(&self, needle: &str) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
     /// The JSON log lines the worker wrote, one per request.
     pub fn request_logs(&self) -> Vec<serde_json::Value> {
         self.log()
@@ -225,6 +247,35 @@ impl Worker {
             drop(stdin); // EOF: the supervisor kills the group
             let _ = child.wait();
         }
+    }
+
+    /// Runs a query against this worker's local D1 database file, as `wrangler d1 execute`.
+    /// A second process on the same SQLite file can find it busy, so this retries.
+    pub fn d1(&self, sql: &str) -> Vec<serde_json::Value> {
+        let mut failure = String::new();
+        for _ in 0..20 {
+            let out = wrangler_command()
+                .args(["d1", "execute", "DB", "--local", "--json", "--persist-to"])
+                .arg(&self.state_dir)
+                .args(["--command", sql])
+                .output()
+                .expect("run wrangler d1 execute");
+            let text = String::from_utf8_lossy(&out.stdout);
+            if out.status.success() {
+                let parsed: serde_json::Value =
+                    serde_json::from_str(&text).expect("wrangler --json output");
+                return parsed[0]["results"].as_array().cloned().unwrap_or_default();
+            }
+            failure = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("d1 query failed: {failure}");
+    }
+
+    /// Fires the worker's scheduled (cron) handler once and waits for it to finish.
+    pub fn run_cron(&self) {
+        let r = Call::get(self, "/__scheduled?cron=*/15+*+*+*+*").send();
+        assert_eq!(r.status, 200, "{}", r.text);
     }
 
     pub fn url(&self, path: &str) -> String {

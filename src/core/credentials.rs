@@ -1,0 +1,252 @@
+//! A team's provider credential: requests, the masked preview, the record and its ETag.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    error::{ApiError, ErrorKind},
+    providers::{self, Provider},
+    time::{rfc3339, UnixMillis},
+};
+
+pub const FALLBACK_NEEDS_ACTIVE_KEY: &str = "cloud_fallback requires an active API key";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutCredential {
+    pub api_key: String,
+    #[serde(default)]
+    pub cloud_fallback: bool,
+}
+
+impl PutCredential {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        let len = self.api_key.chars().count();
+        if !(1..=512).contains(&len) {
+            return Err(ApiError::invalid_request(
+                "`api_key` must be 1 to 512 characters",
+            ));
+        }
+        if self.api_key.trim().is_empty() {
+            return Err(ApiError::invalid_request("`api_key` must not be blank"));
+        }
+        if self.api_key.chars().any(char::is_control) {
+            return Err(ApiError::invalid_request(
+                "`api_key` must not contain control characters",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchCredential {
+    pub cloud_fallback: bool,
+}
+
+/// First 8 + `...` + last 4 characters, but never more than a third of the key: a short
+/// key shows proportionally less, and a key under 3 characters shows nothing.
+pub fn preview(api_key: &str) -> String {
+    let chars: Vec<char> = api_key.chars().collect();
+    let shown = (chars.len() / 3).min(12);
+    let head = shown * 2 / 3;
+    let tail = shown - head;
+    let mut out: String = chars[..head].iter().collect();
+    out.push_str("...");
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Revoked,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Revoked => "revoked",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "active" => Some(Status::Active),
+            "revoked" => Some(Status::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// A stored credential as the API sees it; its ciphertext never leaves the repository
+/// except for key rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRecord {
+    pub provider: &'static Provider,
+    pub status: Status,
+    pub cloud_fallback: bool,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+    pub key_preview: String,
+    /// Bumped by every change; the ETag.
+    pub version: i64,
+}
+
+#[derive(Serialize)]
+pub struct CredentialView<'a> {
+    pub provider_name: &'static str,
+    pub credential_status: &'static str,
+    pub cloud_fallback: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub key_preview: &'a str,
+}
+
+impl CredentialRecord {
+    pub fn view(&self) -> CredentialView<'_> {
+        CredentialView {
+            provider_name: self.provider.name,
+            credential_status: self.status.as_str(),
+            cloud_fallback: self.cloud_fallback,
+            created_at: rfc3339(self.created_at),
+            updated_at: rfc3339(self.updated_at),
+            key_preview: &self.key_preview,
+        }
+    }
+
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
+    }
+}
+
+pub fn provider_for(slug: &str) -> Result<&'static Provider, ApiError> {
+    providers::by_slug(slug).ok_or_else(|| ApiError::not_found("Unknown cloud provider"))
+}
+
+/// Evaluates `If-Match` against the current record (RFC 9110, strong comparison).
+/// Returns the version the write must still find, or 412.
+pub fn check_if_match(
+    header: Option<&str>,
+    current: Option<&CredentialRecord>,
+) -> Result<Option<i64>, ApiError> {
+    let Some(header) = header else {
+        return Ok(None);
+    };
+    let stale = || {
+        ApiError::new(
+            ErrorKind::PreconditionFailed,
+            "The credential has changed since you read it (If-Match)",
+        )
+    };
+    let current = current.ok_or_else(stale)?;
+    let etag = current.etag();
+    let matches = header
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == etag);
+    if matches {
+        Ok(Some(current.version))
+    } else {
+        Err(stale())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_never_show_more_than_a_third() {
+        for len in 1..=512 {
+            let key: String = (0..len)
+                .map(|i| char::from(b'a' + (i % 26) as u8))
+                .collect();
+            let p = preview(&key);
+            let shown = p.chars().count() - 3;
+            assert!(p.contains("..."), "{len}: {p}");
+            assert!(shown * 3 <= len, "{len}: {p} shows {shown}");
+            assert!(shown <= 12);
+            assert!(key.starts_with(p.split("...").next().unwrap()));
+            assert!(key.ends_with(p.split("...").nth(1).unwrap()));
+        }
+        assert_eq!(
+            preview("cfy_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxyyyy"),
+            "cfy_xxxx...yyyy"
+        );
+        assert_eq!(preview("ab"), "...");
+        assert_eq!(preview("abcdefghi"), "ab...i");
+        // Characters, not bytes: multi-byte keys are cut on character boundaries.
+        assert_eq!(
+            preview(&"é".repeat(36)),
+            format!("{}...{}", "é".repeat(8), "é".repeat(4))
+        );
+    }
+
+    #[test]
+    fn api_key_validation() {
+        let put = |k: &str| {
+            PutCredential {
+                api_key: k.into(),
+                cloud_fallback: false,
+            }
+            .validate()
+        };
+        assert!(put("cfy_abc").is_ok());
+        assert!(put(&"x".repeat(512)).is_ok());
+        assert!(put(&"é".repeat(512)).is_ok(), "512 characters, not bytes");
+        for bad in ["", "   ", "\t", "abc\ndef", "a\u{0}b", &"x".repeat(513)] {
+            assert_eq!(put(bad).unwrap_err().status(), 400, "{bad:?}");
+        }
+    }
+
+    fn record(version: i64) -> CredentialRecord {
+        CredentialRecord {
+            provider: providers::by_slug("comfy-cloud").unwrap(),
+            status: Status::Active,
+            cloud_fallback: false,
+            created_at: 1_748_779_200_000,
+            updated_at: 1_749_976_200_000,
+            key_preview: "cfy_xxxx...xxxx".into(),
+            version,
+        }
+    }
+
+    #[test]
+    fn the_view_is_the_seed_shape() {
+        let v = serde_json::to_value(record(1).view()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "provider_name": "comfy_cloud",
+                "credential_status": "active",
+                "cloud_fallback": false,
+                "created_at": "2025-06-01T12:00:00Z",
+                "updated_at": "2025-06-15T08:30:00Z",
+                "key_preview": "cfy_xxxx...xxxx"
+            })
+        );
+    }
+
+    #[test]
+    fn if_match_uses_strong_comparison() {
+        let r = record(3);
+        assert_eq!(check_if_match(None, Some(&r)), Ok(None));
+        assert_eq!(check_if_match(Some("\"3\""), Some(&r)), Ok(Some(3)));
+        assert_eq!(check_if_match(Some("\"1\", \"3\""), Some(&r)), Ok(Some(3)));
+        assert_eq!(check_if_match(Some("*"), Some(&r)), Ok(Some(3)));
+        assert_eq!(
+            check_if_match(Some("W/\"3\""), Some(&r))
+                .unwrap_err()
+                .status(),
+            412
+        );
+        assert_eq!(
+            check_if_match(Some("\"2\""), Some(&r))
+                .unwrap_err()
+                .status(),
+            412
+        );
+        assert_eq!(check_if_match(Some("*"), None).unwrap_err().status(), 412);
+    }
+}

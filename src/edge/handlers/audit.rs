@@ -1,0 +1,37 @@
+use worker::Response;
+
+use crate::core::{audit::page_request, error::ApiError};
+use crate::edge::{
+    app::Ctx,
+    auth::{authenticate, TeamScope},
+    http,
+};
+
+/// Newest first; `next_cursor` is set while older events remain.
+pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
+    let actor = authenticate(ctx, TeamScope::Scoped).await?;
+    actor.may_manage("The audit trail cannot be read with an API key")?;
+    let url = ctx
+        .req
+        .url()
+        .map_err(|_| ApiError::invalid_request("Malformed request URL"))?;
+    let page = page_request(
+        url.query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned())),
+    )?;
+    let mut events = ctx
+        .repo
+        .audit_events(actor.team_id().unwrap_or_default(), &page)
+        .await?;
+    let next_cursor = if events.len() > page.limit {
+        events.truncate(page.limit);
+        events.last().map(|e| e.id.clone())
+    } else {
+        None
+    };
+    let views: Vec<_> = events.iter().map(|e| e.view()).collect();
+    Ok(http::json(
+        200,
+        &serde_json::json!({ "audit_events": views, "next_cursor": next_cursor }),
+    ))
+}
