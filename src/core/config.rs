@@ -4,6 +4,7 @@
 use super::{
     auth::jwt::{JwtSettings, JwtVerifier},
     crypto::KeyRing,
+    ratelimit::{Limits, Policy},
 };
 
 /// Every development default carries this marker, so production can recognise and refuse it.
@@ -61,6 +62,27 @@ pub struct Config {
     pub key_ring: Option<KeyRing>,
     /// Rows re-encrypted per batch by the scheduled rotation job.
     pub rotation_batch: usize,
+    pub limits: Limits,
+    /// Test-only hooks (forcing a limiter failure, a D1 failure). Refused in production.
+    pub test_hooks: bool,
+}
+
+fn number<T: std::str::FromStr + PartialOrd>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+    problem: &'static str,
+) -> Result<T, ConfigError> {
+    match lookup(name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse::<T>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| ConfigError::invalid(name, problem)),
+    }
 }
 
 impl Config {
@@ -82,20 +104,73 @@ impl Config {
             .filter(|v| !v.trim().is_empty())
             .map(|v| KeyRing::from_config(&v))
             .transpose()?;
-        let rotation_batch = match lookup("ROTATION_BATCH_SIZE") {
-            None => 100,
-            Some(v) => v
-                .parse()
-                .ok()
-                .filter(|n| (1..=1000).contains(n))
-                .ok_or_else(|| ConfigError::invalid("ROTATION_BATCH_SIZE", "must be 1 to 1000"))?,
+        let rotation_batch = number(
+            &lookup,
+            "ROTATION_BATCH_SIZE",
+            100,
+            1..=1000,
+            "must be 1 to 1000",
+        )?;
+        let d = Limits::default();
+        const MS: &str = "must be 1 to 86400000 milliseconds";
+        const COUNT: &str = "must be 1 to 1000000000";
+        let limits = Limits {
+            ip: Policy {
+                limit: number(
+                    &lookup,
+                    "RATE_LIMIT_IP_REQUESTS",
+                    d.ip.limit,
+                    1..=1_000_000_000,
+                    COUNT,
+                )?,
+                window_ms: number(
+                    &lookup,
+                    "RATE_LIMIT_IP_WINDOW_MS",
+                    d.ip.window_ms,
+                    1..=86_400_000,
+                    MS,
+                )?,
+                cooldown_ms: number(
+                    &lookup,
+                    "RATE_LIMIT_IP_COOLDOWN_MS",
+                    d.ip.cooldown_ms,
+                    0..=86_400_000,
+                    MS,
+                )?,
+            },
+            principal: Policy {
+                limit: number(
+                    &lookup,
+                    "RATE_LIMIT_PRINCIPAL_REQUESTS",
+                    d.principal.limit,
+                    1..=1_000_000_000,
+                    COUNT,
+                )?,
+                window_ms: number(
+                    &lookup,
+                    "RATE_LIMIT_PRINCIPAL_WINDOW_MS",
+                    d.principal.window_ms,
+                    1..=86_400_000,
+                    MS,
+                )?,
+                cooldown_ms: 0,
+            },
         };
+        let test_hooks = lookup("TEST_HOOKS").is_some_and(|v| v == "1");
+        if test_hooks && environment == Environment::Production {
+            return Err(ConfigError::invalid(
+                "TEST_HOOKS",
+                "must not be set in production",
+            ));
+        }
         Ok(Config {
             environment,
             dev_secrets,
             jwt,
             key_ring,
             rotation_batch,
+            limits,
+            test_hooks,
         })
     }
 
@@ -129,6 +204,31 @@ mod tests {
     fn environment_defaults_to_development() {
         assert_eq!(config(&[]).unwrap().environment, Environment::Development);
         assert!(config(&[("ENVIRONMENT", "prod")]).is_err());
+    }
+
+    #[test]
+    fn limits_come_from_vars_with_the_contract_as_default() {
+        assert_eq!(config(&[]).unwrap().limits, Limits::default());
+        let c = config(&[
+            ("RATE_LIMIT_IP_REQUESTS", "5"),
+            ("RATE_LIMIT_PRINCIPAL_WINDOW_MS", "2000"),
+        ])
+        .unwrap();
+        assert_eq!((c.limits.ip.limit, c.limits.principal.window_ms), (5, 2000));
+        assert_eq!(
+            config(&[("RATE_LIMIT_IP_REQUESTS", "0")])
+                .err()
+                .unwrap()
+                .variable,
+            "RATE_LIMIT_IP_REQUESTS"
+        );
+        assert!(config(&[("RATE_LIMIT_IP_WINDOW_MS", "ten")]).is_err());
+    }
+
+    #[test]
+    fn test_hooks_are_refused_in_production() {
+        assert!(config(&[("TEST_HOOKS", "1")]).unwrap().test_hooks);
+        assert!(config(&[("TEST_HOOKS", "1"), ("ENVIRONMENT", "production")]).is_err());
     }
 
     #[test]

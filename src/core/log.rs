@@ -14,6 +14,9 @@ pub struct RequestLog {
     pub team_id: Option<String>,
     pub principal_kind: Option<&'static str>,
     pub principal_id: Option<String>,
+    /// `fail_open` when a read was served without an unreachable rate limiter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limiter: Option<&'static str>,
     /// Why a request failed on our side (5xx); written by our code, never a request value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

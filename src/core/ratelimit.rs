@@ -93,6 +93,92 @@ impl WindowState {
     }
 }
 
+/// The two limits of the contract, from config vars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Per client IP (IPv6 per /64), checked before authentication.
+    pub ip: Policy,
+    /// Per principal: an API key, or a JWT's user and team.
+    pub principal: Policy,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            ip: Policy {
+                limit: 40,
+                window_ms: 10_000,
+                cooldown_ms: 10_000,
+            },
+            principal: Policy {
+                limit: 600,
+                window_ms: 60_000,
+                cooldown_ms: 0,
+            },
+        }
+    }
+}
+
+/// The limiter key for a client address: an IPv4 address as it is, an IPv6 address by its
+/// /64 prefix (one subscriber usually holds a whole /64). `CF-Connecting-IP` is the only
+/// source; `X-Forwarded-For` is client-controlled and never read.
+pub fn client_ip_key(cf_connecting_ip: Option<&str>) -> String {
+    use std::net::IpAddr;
+    match cf_connecting_ip
+        .map(str::trim)
+        .and_then(|v| v.parse::<IpAddr>().ok())
+    {
+        Some(IpAddr::V4(v4)) => format!("ip:{v4}"),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("ip:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("ip:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        // Without a usable address every such request shares one bucket: safe, not silent.
+        None => "ip:unknown".to_string(),
+    }
+}
+
+/// One limiter's outcome for the `RateLimit` headers (IETF httpapi rate-limit headers).
+pub struct HeaderEntry<'a> {
+    pub name: &'a str,
+    pub policy: &'a Policy,
+    pub remaining: u32,
+    pub reset_ms: i64,
+}
+
+/// `RateLimit-Policy` and `RateLimit`, one list member per limiter passed:
+/// `"ip";q=40;w=10` and `"ip";r=39;t=10`.
+pub fn rate_limit_headers(entries: &[HeaderEntry<'_>]) -> (String, String) {
+    let policy = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "\"{}\";q={};w={}",
+                e.name,
+                e.policy.limit,
+                whole_seconds(e.policy.window_ms)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let state = entries
+        .iter()
+        .map(|e| {
+            format!(
+                "\"{}\";r={};t={}",
+                e.name,
+                e.remaining,
+                (e.reset_ms.max(0) as u64).div_ceil(1000)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    (policy, state)
+}
+
 /// Whole seconds for `Retry-After` and the `RateLimit` header: rounded up, at least 1.
 pub fn whole_seconds(ms: i64) -> u32 {
     (ms.max(1) as u64).div_ceil(1000).min(u32::MAX as u64) as u32
@@ -211,6 +297,47 @@ mod tests {
         assert_eq!(whole_seconds(1_000), 1);
         assert_eq!(whole_seconds(1_001), 2);
         assert_eq!(whole_seconds(10_000), 10);
+    }
+
+    #[test]
+    fn ip_keys_group_ipv6_by_64_and_ignore_garbage() {
+        assert_eq!(client_ip_key(Some("203.0.113.7")), "ip:203.0.113.7");
+        assert_eq!(
+            client_ip_key(Some("2001:db8:1:2:aaaa::1")),
+            "ip:2001:db8:1:2::/64"
+        );
+        assert_eq!(
+            client_ip_key(Some("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            "ip:2001:db8:1:2::/64"
+        );
+        assert_ne!(
+            client_ip_key(Some("2001:db8:1:3::1")),
+            client_ip_key(Some("2001:db8:1:2::1"))
+        );
+        assert_eq!(client_ip_key(Some("::ffff:203.0.113.7")), "ip:203.0.113.7");
+        assert_eq!(client_ip_key(Some("not an ip")), "ip:unknown");
+        assert_eq!(client_ip_key(None), "ip:unknown");
+    }
+
+    #[test]
+    fn headers_follow_the_draft_syntax() {
+        let l = Limits::default();
+        let (policy, state) = rate_limit_headers(&[
+            HeaderEntry {
+                name: "ip",
+                policy: &l.ip,
+                remaining: 39,
+                reset_ms: 10_000,
+            },
+            HeaderEntry {
+                name: "principal",
+                policy: &l.principal,
+                remaining: 0,
+                reset_ms: 1,
+            },
+        ]);
+        assert_eq!(policy, "\"ip\";q=40;w=10, \"principal\";q=600;w=60");
+        assert_eq!(state, "\"ip\";r=39;t=10, \"principal\";r=0;t=1");
     }
 
     #[test]

@@ -22,6 +22,17 @@ pub enum Route {
     ListAuditEvents,
 }
 
+impl Route {
+    /// Whether a JWT caller must name the team in `X-Team-ID`.
+    pub fn team_scoped(self) -> bool {
+        !matches!(self, Route::Healthz | Route::CreateTeam | Route::ListTeams)
+    }
+
+    pub fn authenticated(self) -> bool {
+        !matches!(self, Route::Healthz)
+    }
+}
+
 pub struct RouteSpec {
     pub method: &'static str,
     pub template: &'static str,

@@ -3,15 +3,20 @@
 use std::{cell::OnceCell, rc::Rc};
 
 use serde::de::DeserializeOwned;
-use worker::{console_log, Date, Env, Request, Response};
+use worker::{console_log, Date, Env, Method, Request, Response};
 
-use super::{handlers, http, repo::Repo};
+use super::{
+    auth::{self, Presented},
+    gate, handlers, http,
+    repo::Repo,
+};
 use crate::core::{
     body,
     config::{Config, ConfigError},
     error::{ApiError, ErrorKind},
     ids,
     log::RequestLog,
+    ratelimit::client_ip_key,
     routes::{self, Route, RouteError},
     time::UnixMillis,
 };
@@ -41,6 +46,8 @@ pub struct Ctx<'a> {
     pub repo: Repo,
     pub now: UnixMillis,
     pub log: &'a mut RequestLog,
+    /// What the caller presented, checked without I/O; taken by `auth::authenticate`.
+    pub presented: Option<Presented>,
 }
 
 impl Ctx<'_> {
@@ -123,16 +130,38 @@ async fn dispatch(
     };
     log.route = matched.template;
 
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let presented = matched
+        .route
+        .authenticated()
+        .then(|| auth::present(header("Authorization").as_deref(), &config, now));
+    let team_header = header("X-Team-ID").filter(|_| matched.route.team_scoped());
+    let admission = gate::admit(
+        env,
+        &config,
+        gate::Request {
+            ip_key: client_ip_key(header("CF-Connecting-IP").as_deref()),
+            principal_key: presented
+                .as_ref()
+                .and_then(|p| p.principal_key(team_header.as_deref())),
+            is_write: !matches!(req.method(), Method::Get | Method::Head),
+            fail_limiter: header("X-Test-Fail-Limiter").is_some(),
+            log,
+        },
+    )
+    .await?;
+
     let mut ctx = Ctx {
         req,
         config,
         repo: Repo::new(env)?,
         now,
         log,
+        presented,
     };
     let ctx = &mut ctx;
     use handlers::*;
-    match matched.route {
+    let result = match matched.route {
         Route::Healthz => health::healthz(ctx).await,
         Route::CreateTeam => teams::create_team(ctx).await,
         Route::ListTeams => teams::list_teams(ctx).await,
@@ -148,5 +177,14 @@ async fn dispatch(
         Route::PatchCredential => credentials::patch(ctx, &matched).await,
         Route::DeleteCredential => credentials::delete(ctx, &matched).await,
         Route::ListAuditEvents => audit::list(ctx).await,
-    }
+    };
+    // Every response that passed the limiters says where the caller stands, errors too.
+    let response = result.unwrap_or_else(|e| {
+        if e.kind.status() >= 500 {
+            ctx.log.error = e.internal_detail.clone();
+        }
+        http::error(&e)
+    });
+    admission.decorate(&response);
+    Ok(response)
 }

@@ -1,6 +1,9 @@
-//! Authentication adapter: the bearer token to an [`Actor`], with D1 lookups for API keys
-//! and team membership. Nothing here is cached: a revoked key or a removed member is
-//! refused on the very next request, in every isolate.
+//! Authentication adapter, in two steps:
+//! - [`present`] reads what the caller presents, with no I/O: the bearer header parsed, a JWT
+//!   verified, an API key's format and checksum checked. The rate limiter keys on it.
+//! - [`authenticate`] turns it into an [`Actor`] with D1 lookups (the key's row, the team
+//!   membership). Nothing here is cached: a revoked key or a removed member is refused on
+//!   the very next request, in every isolate.
 
 use super::app::Ctx;
 use crate::core::{
@@ -8,10 +11,12 @@ use crate::core::{
     api_keys::LAST_USED_RESOLUTION_MS,
     auth::{
         bearer::{self, Bearer, EXPIRED_TOKEN, INVALID_API_KEY, INVALID_TOKEN},
-        jwt::JwtError,
+        jwt::{JwtError, Session},
     },
+    config::Config,
     error::ApiError,
     ids::parse_uuid,
+    time::UnixMillis,
 };
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -22,13 +27,57 @@ pub enum TeamScope {
     Unscoped,
 }
 
+/// What the caller presented, checked as far as is possible without I/O.
+pub enum Presented {
+    /// The 401 to give: no header, a malformed one, a bad JWT or a malformed key.
+    Refused(ApiError),
+    Session(Session),
+    /// A well-formed key, by its SHA-256; whether it exists is for D1 to say.
+    ApiKey {
+        hash: String,
+    },
+}
+
+pub fn present(authorization: Option<&str>, config: &Config, now: UnixMillis) -> Presented {
+    match bearer::parse(authorization) {
+        Err(e) => Presented::Refused(e),
+        Ok(Bearer::ApiKey(key)) => Presented::ApiKey { hash: key.hash() },
+        Ok(Bearer::Jwt(token)) => match config.jwt.verify(token, now) {
+            Ok(session) => Presented::Session(session),
+            Err(JwtError::Expired) => Presented::Refused(ApiError::unauthorized(EXPIRED_TOKEN)),
+            Err(JwtError::Invalid) => Presented::Refused(ApiError::unauthorized(INVALID_TOKEN)),
+        },
+    }
+}
+
+impl Presented {
+    /// The per-principal limiter's key: the API key (by hash, one-to-one with its id), or
+    /// the JWT's user and the team it names. `None` when there is no principal yet.
+    pub fn principal_key(&self, team_header: Option<&str>) -> Option<String> {
+        match self {
+            Presented::Refused(_) => None,
+            Presented::ApiKey { hash } => Some(format!("key:{hash}")),
+            Presented::Session(s) => Some(format!(
+                "user:{}:{}|team:{}",
+                s.user_id.len(),
+                s.user_id,
+                team_header.map(str::trim).unwrap_or("-")
+            )),
+        }
+    }
+}
+
 pub async fn authenticate(ctx: &mut Ctx<'_>, scope: TeamScope) -> Result<Actor, ApiError> {
-    let header = ctx.header("Authorization");
-    let actor = match bearer::parse(header.as_deref())? {
-        Bearer::ApiKey(key) => {
+    let presented = ctx
+        .presented
+        .take()
+        .ok_or_else(|| ApiError::internal("authenticate called twice or on an open route"))?;
+    let actor = match presented {
+        Presented::Refused(e) => return Err(e),
+        Presented::ApiKey { hash } => {
             let record = ctx
                 .repo
-                .api_key_by_hash(&key.hash())
+                .api_key_by_hash(&hash)
                 .await?
                 .filter(|r| r.is_usable(ctx.now))
                 .ok_or_else(|| ApiError::unauthorized(INVALID_API_KEY))?;
@@ -40,13 +89,7 @@ pub async fn authenticate(ctx: &mut Ctx<'_>, scope: TeamScope) -> Result<Actor, 
             // The team is the key's own; X-Team-ID is ignored, whatever it says.
             record.actor()
         }
-        Bearer::Jwt(token) => {
-            let session = ctx.config.jwt.verify(token, ctx.now).map_err(|e| {
-                ApiError::unauthorized(match e {
-                    JwtError::Expired => EXPIRED_TOKEN,
-                    JwtError::Invalid => INVALID_TOKEN,
-                })
-            })?;
+        Presented::Session(session) => {
             let team = match scope {
                 TeamScope::Unscoped => None,
                 TeamScope::Scoped => {

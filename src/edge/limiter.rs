@@ -1,59 +1,138 @@
-//! The rate-limit Durable Object: one instance per limited key (a client IP or a principal).
-//! It owns that key's `WindowState`, keeps it in memory while the object lives, and in
-//! storage so eviction loses nothing. Each call costs one round trip.
+//! The rate-limit Durable Object, one instance per limited key (a client IP or a
+//! principal), and the worker's client for it.
+//!
+//! The object owns that key's `WindowState`: in memory while it lives, and in storage so an
+//! eviction loses nothing. The decision is made synchronously between loading and storing,
+//! and the runtime delivers one event at a time, so concurrent requests are counted exactly.
+
+use std::cell::{Cell, RefCell};
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+use worker::{
+    durable_object, Date, DurableObject, Env, Headers, Method, Request, RequestInit, Response,
+    Result, State,
+};
 
 use crate::core::ratelimit::{Decision, Policy, WindowState};
-use std::cell::RefCell;
-use worker::{durable_object, Date, DurableObject, Env, Request, Response, Result, State};
 
 const STATE_KEY: &str = "window";
+
+/// What the object keeps in storage: the window, and when it stops mattering (for cleanup;
+/// the alarm does not know the policy).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Stored {
+    window: WindowState,
+    idle_after: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Check {
+    policy: Policy,
+    /// Test hook: throw instead of deciding (honoured only with TEST_HOOKS=1).
+    #[serde(default)]
+    fail: bool,
+}
+
+/// Asks the object named `key` for a decision: one round trip.
+pub async fn check(env: &Env, key: &str, policy: &Policy, fail: bool) -> Result<Decision> {
+    let stub = env.durable_object("RATE_LIMITER")?.get_by_name(key)?;
+    let body = serde_json::to_string(&Check {
+        policy: *policy,
+        fail,
+    })?;
+    let headers = Headers::new();
+    headers.set("Content-Type", "application/json")?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(JsValue::from_str(&body)));
+    let mut response = stub
+        .fetch_with_request(Request::new_with_init("https://limiter/check", &init)?)
+        .await?;
+    if response.status_code() != 200 {
+        return Err(worker::Error::RustError(format!(
+            "limiter answered {}",
+            response.status_code()
+        )));
+    }
+    response.json().await
+}
 
 #[durable_object]
 pub struct RateLimiter {
     state: State,
+    test_hooks: bool,
     /// `None` until loaded from storage. Never borrowed across an `.await`.
-    window: RefCell<Option<WindowState>>,
+    stored: RefCell<Option<Stored>>,
+    /// When the cleanup alarm is set for, if it is.
+    alarm_at: Cell<Option<i64>>,
 }
 
 impl DurableObject for RateLimiter {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
+        let test_hooks = env.var("TEST_HOOKS").is_ok_and(|v| v.to_string() == "1")
+            && !env
+                .var("ENVIRONMENT")
+                .is_ok_and(|v| v.to_string() == "production");
         RateLimiter {
             state,
-            window: RefCell::new(None),
+            test_hooks,
+            stored: RefCell::new(None),
+            alarm_at: Cell::new(None),
         }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let policy: Policy = req.json().await?;
-        if self.window.borrow().is_none() {
-            let stored = self.state.storage().get::<WindowState>(STATE_KEY).await?;
-            let mut slot = self.window.borrow_mut();
+        let check: Check = req.json().await?;
+        if check.fail && self.test_hooks {
+            return Err(worker::Error::RustError("injected limiter failure".into()));
+        }
+        if self.stored.borrow().is_none() {
+            let loaded = self.state.storage().get::<Stored>(STATE_KEY).await?;
+            let mut slot = self.stored.borrow_mut();
             if slot.is_none() {
-                *slot = Some(stored.unwrap_or_default());
+                *slot = Some(loaded.unwrap_or_default());
             }
         }
         let now = Date::now().as_millis() as i64;
-        let (decision, changed, snapshot) = {
-            let mut slot = self.window.borrow_mut();
-            let window = slot.get_or_insert_with(WindowState::default);
-            let before = window.clone();
-            let decision = window.decide(&policy, now);
-            (decision, *window != before, window.clone())
+        let (decision, changed) = {
+            let mut slot = self.stored.borrow_mut();
+            let stored = slot.get_or_insert_with(Stored::default);
+            let before = stored.clone();
+            let decision = stored.window.decide(&check.policy, now);
+            stored.idle_after = stored.window.idle_after(&check.policy);
+            let changed = *stored != before;
+            (decision, changed.then(|| stored.clone()))
         };
-        if changed {
+        if let Some(snapshot) = changed {
             let storage = self.state.storage();
             storage.put(STATE_KEY, &snapshot).await?;
             // Cleanup only: correctness never depends on this alarm firing.
-            storage
-                .set_alarm(snapshot.idle_after(&policy) - now + 1)
-                .await?;
+            if self.alarm_at.get().is_none() {
+                storage.set_alarm(snapshot.idle_after - now + 1).await?;
+                self.alarm_at.set(Some(snapshot.idle_after + 1));
+            }
         }
-        Response::from_json::<Decision>(&decision)
+        Response::from_json(&decision)
     }
 
+    /// Deletes the state once nothing in it can matter, or looks again when it will not.
     async fn alarm(&self) -> Result<Response> {
-        self.state.storage().delete_all().await?;
-        self.window.replace(None);
-        Response::ok("cleared")
+        self.alarm_at.set(None);
+        let storage = self.state.storage();
+        let loaded = storage.get::<Stored>(STATE_KEY).await?;
+        let now = Date::now().as_millis() as i64;
+        match loaded {
+            Some(s) if s.idle_after >= now => {
+                storage.set_alarm(s.idle_after - now + 1).await?;
+                self.alarm_at.set(Some(s.idle_after + 1));
+            }
+            _ => {
+                storage.delete_all().await?;
+                self.stored.replace(None);
+            }
+        }
+        Response::ok("")
     }
 }

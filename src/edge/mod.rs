@@ -3,6 +3,7 @@
 
 mod app;
 mod auth;
+mod gate;
 mod handlers;
 mod http;
 mod limiter;

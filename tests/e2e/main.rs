@@ -6,4 +6,5 @@ mod support;
 mod credentials;
 mod foundation;
 mod identity;
+mod ratelimit;
 mod rotation;

@@ -138,7 +138,21 @@ impl Worker {
             "--show-interactive-dev-session=false".into(),
             "--test-scheduled".into(),
         ];
-        for (name, value) in &options.vars {
+        // Most tests send many requests from one address: the shared defaults raise the
+        // limits, and the rate-limit tests set their own. Test hooks are on, except where a
+        // test asks for production, which refuses them.
+        let mut vars: BTreeMap<String, String> = [
+            ("RATE_LIMIT_IP_REQUESTS", "1000000"),
+            ("RATE_LIMIT_PRINCIPAL_REQUESTS", "1000000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        if options.vars.get("ENVIRONMENT").map(String::as_str) != Some("production") {
+            vars.insert("TEST_HOOKS".into(), "1".into());
+        }
+        vars.extend(options.vars.clone());
+        for (name, value) in &vars {
             args.push("--var".into());
             args.push(format!("{name}:{value}"));
         }

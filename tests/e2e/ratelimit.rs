@@ -1,0 +1,269 @@
+//! The rate limits of seeds 002 and 003, enforced by real Durable Objects.
+
+use crate::support::*;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// A worker with the contract's IP limit (40 per 10 s, 10 s cooldown).
+fn ip_limited() -> Worker {
+    spawn(
+        Options::default()
+            .var("RATE_LIMIT_IP_REQUESTS", "40")
+            .var("RATE_LIMIT_IP_WINDOW_MS", "10000")
+            .var("RATE_LIMIT_IP_COOLDOWN_MS", "10000"),
+    )
+}
+
+fn from(w: &Worker, ip: &str, path: &str) -> Reply {
+    Call::get(w, path).header("CF-Connecting-IP", ip).send()
+}
+
+#[test]
+fn one_hundred_concurrent_requests_from_one_ip_let_exactly_forty_through() {
+    let w = ip_limited();
+    let _log = w.on_failure();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..100)
+            .map(|_| s.spawn(|| from(&w, "203.0.113.10", "/healthz").status))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!((ok, limited), (40, 60), "{statuses:?}");
+}
+
+#[test]
+fn the_cooldown_holds_ten_seconds_and_then_lifts() {
+    let w = ip_limited();
+    let _log = w.on_failure();
+    let ip = "203.0.113.20";
+    for _ in 0..40 {
+        assert_eq!(from(&w, ip, "/healthz").status, 200);
+    }
+    let started = Instant::now();
+    let over = from(&w, ip, "/healthz");
+    over.assert_error(429, "rate_limited");
+    assert_eq!(over.message(), "Rate limit exceeded");
+    assert_eq!(over.header("retry-after"), Some("10"));
+    assert!(
+        over.header("ratelimit").is_none(),
+        "a 429 did not pass the limiter"
+    );
+    // Requests during the cooldown are refused and do not extend it.
+    std::thread::sleep(Duration::from_secs(5));
+    let during = from(&w, ip, "/healthz");
+    assert_eq!(during.status, 429);
+    let retry: u64 = during.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        (1..=6).contains(&retry),
+        "Retry-After {retry} during the cooldown"
+    );
+    while started.elapsed() < Duration::from_millis(9_500) {
+        assert_eq!(
+            from(&w, ip, "/healthz").status,
+            429,
+            "at {:?}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_millis(10_300).saturating_sub(started.elapsed()));
+    assert_eq!(from(&w, ip, "/healthz").status, 200, "lifted after 10 s");
+}
+
+#[test]
+fn addresses_are_limited_separately_and_ipv6_per_64() {
+    let w = ip_limited();
+    let _log = w.on_failure();
+    for i in 0..40 {
+        assert_eq!(
+            from(&w, &format!("2001:db8:aa:1::{:x}", i + 1), "/healthz").status,
+            200
+        );
+    }
+    // The same /64 is one client; another /64, or an IPv4 address, is not.
+    assert_eq!(from(&w, "2001:db8:aa:1:ffff::9", "/healthz").status, 429);
+    assert_eq!(from(&w, "2001:db8:aa:2::1", "/healthz").status, 200);
+    assert_eq!(from(&w, "198.51.100.7", "/healthz").status, 200);
+    // X-Forwarded-For is never read: changing it does not make a new client.
+    let r = Call::get(&w, "/healthz")
+        .header("CF-Connecting-IP", "2001:db8:aa:1::1")
+        .header("X-Forwarded-For", "192.0.2.55")
+        .send();
+    assert_eq!(r.status, 429);
+}
+
+#[test]
+fn bad_tokens_are_throttled_before_authentication() {
+    let w = ip_limited();
+    let _log = w.on_failure();
+    let statuses: Vec<u16> = (0..45)
+        .map(|i| {
+            Call::get(&w, "/api/v1/teams")
+                .header("CF-Connecting-IP", "203.0.113.30")
+                .bearer(&format!("forged.token.{i}"))
+                .send()
+                .status
+        })
+        .collect();
+    assert!(statuses[..40].iter().all(|&s| s == 401), "{statuses:?}");
+    assert!(statuses[40..].iter().all(|&s| s == 429), "{statuses:?}");
+}
+
+#[test]
+fn the_principal_limit_holds_across_many_addresses() {
+    let w = spawn(
+        Options::default()
+            .var("RATE_LIMIT_PRINCIPAL_REQUESTS", "5")
+            .var("RATE_LIMIT_PRINCIPAL_WINDOW_MS", "60000"),
+    );
+    let _log = w.on_failure();
+    let owner = unique_user("owner");
+    let team = Call::post(&w, "/api/v1/teams")
+        .header("CF-Connecting-IP", "192.0.2.1")
+        .bearer(&token(&owner))
+        .json(&json!({"name": "t"}))
+        .send()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let key_body = json!({"name": "k", "kind": "device"});
+    let make_key = |ip: &str| {
+        let r = Call::post(&w, "/api/v1/api-keys")
+            .header("CF-Connecting-IP", ip)
+            .bearer(&token(&owner))
+            .header("X-Team-ID", &team)
+            .json(&key_body)
+            .send();
+        assert_eq!(r.status, 201, "{}", r.text);
+        r.json()["key"].as_str().unwrap().to_string()
+    };
+    let (key_a, key_b) = (make_key("192.0.2.2"), make_key("192.0.2.3"));
+    let get = |key: &str, ip: &str| {
+        Call::get(&w, "/api/v1/cloud-providers")
+            .header("CF-Connecting-IP", ip)
+            .bearer(key)
+            .send()
+    };
+    for i in 0..5 {
+        assert_eq!(get(&key_a, &format!("198.51.100.{}", i + 10)).status, 200);
+    }
+    let over = get(&key_a, "198.51.100.99");
+    over.assert_error(429, "rate_limited");
+    let retry: u64 = over.header("retry-after").unwrap().parse().unwrap();
+    assert!((50..=60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(
+        get(&key_b, "198.51.100.99").status,
+        200,
+        "another key is another principal"
+    );
+    // A JWT's principal is its user and team: the owner's two earlier calls (team creation
+    // has no team; key creation does) leave three in this team.
+    let as_owner = |ip: &str| {
+        Call::get(&w, "/api/v1/cloud-providers")
+            .header("CF-Connecting-IP", ip)
+            .bearer(&token(&owner))
+            .header("X-Team-ID", &team)
+            .send()
+            .status
+    };
+    let statuses: Vec<u16> = (0..4)
+        .map(|i| as_owner(&format!("192.0.2.{}", 100 + i)))
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429]);
+}
+
+#[test]
+fn responses_that_passed_carry_the_ratelimit_headers() {
+    let w = ip_limited();
+    let _log = w.on_failure();
+    let ok = from(&w, "203.0.113.40", "/healthz");
+    assert_eq!(ok.header("ratelimit-policy"), Some("\"ip\";q=40;w=10"));
+    assert_eq!(ok.header("ratelimit"), Some("\"ip\";r=39;t=10"));
+    let second = from(&w, "203.0.113.40", "/healthz");
+    assert!(second
+        .header("ratelimit")
+        .unwrap()
+        .starts_with("\"ip\";r=38;t="));
+    // An authenticated caller passes both limiters; a refused token still passed the IP one.
+    let user = unique_user("u");
+    let r = Call::get(&w, "/api/v1/teams")
+        .header("CF-Connecting-IP", "203.0.113.41")
+        .bearer(&token(&user))
+        .send();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("ratelimit-policy"),
+        Some("\"ip\";q=40;w=10, \"principal\";q=1000000;w=60")
+    );
+    let refused = Call::get(&w, "/api/v1/teams")
+        .header("CF-Connecting-IP", "203.0.113.41")
+        .send();
+    assert_eq!(refused.status, 401);
+    assert!(refused
+        .header("ratelimit")
+        .unwrap()
+        .starts_with("\"ip\";r=38"));
+}
+
+#[test]
+fn an_unreachable_limiter_fails_writes_closed_and_reads_open() {
+    let w = worker();
+    let _log = w.on_failure();
+    let owner = unique_user("owner");
+    let team = new_team(w, &owner);
+    let call = |c: Call| {
+        c.bearer(&token(&owner))
+            .header("X-Team-ID", &team)
+            .header("X-Test-Fail-Limiter", "1")
+            .send()
+    };
+    let write = call(
+        Call::put(w, "/api/v1/cloud-providers/comfy-cloud").json(&json!({"api_key": "comfyui-x"})),
+    );
+    write.assert_error(503, "service_unavailable");
+    assert_eq!(write.header("retry-after"), Some("1"));
+    let read = call(Call::get(w, "/api/v1/cloud-providers"));
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert!(read.header("ratelimit").is_none(), "no limiter was passed");
+    let id = read.header("x-request-id").unwrap().to_string();
+    assert!(w.log_eventually_contains(&id));
+    let line = w
+        .request_logs()
+        .into_iter()
+        .find(|l| l["request_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(line["limiter"], "fail_open");
+    // Nothing was written by the refused write.
+    Call::get(w, "/api/v1/cloud-providers/comfy-cloud")
+        .bearer(&token(&owner))
+        .header("X-Team-ID", &team)
+        .send()
+        .assert_error(404, "not_found");
+}
+
+#[test]
+fn the_failure_hook_does_not_exist_in_production() {
+    let w = spawn(
+        Options::default()
+            .var("ENVIRONMENT", "production")
+            .var("JWT_SECRET", "a-real-production-secret-of-32-bytes!!")
+            .var(
+                "CREDENTIAL_KEYS",
+                r#"{"active":"p1","keys":{"p1":"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}}"#,
+            ),
+    );
+    let _log = w.on_failure();
+    // A write with the hook's header passes the limiter as if the header were not there.
+    let r = Call::post(&w, "/api/v1/teams")
+        .header("X-Test-Fail-Limiter", "1")
+        .json(&json!({"name": "t"}))
+        .send();
+    r.assert_error(401, "unauthorized");
+    assert!(
+        r.header("ratelimit").is_some(),
+        "the limiter ran and was passed"
+    );
+}
