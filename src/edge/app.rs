@@ -151,10 +151,12 @@ async fn dispatch(
     )
     .await?;
 
+    let repo = Repo::new(env)?
+        .failing_writes(config.test_hooks && header("X-Test-Fail-D1").is_some());
     let mut ctx = Ctx {
         req,
         config,
-        repo: Repo::new(env)?,
+        repo,
         now,
         log,
         presented,

@@ -52,11 +52,24 @@ fn role(s: &str) -> Result<Role> {
 
 pub struct Repo {
     db: D1Database,
+    /// Test hook (only with TEST_HOOKS=1): a credential change's batch ends in a statement
+    /// that fails after the others ran, so the whole transaction must roll back.
+    fail_writes: bool,
 }
 
 impl Repo {
     pub fn new(env: &Env) -> Result<Repo> {
-        Ok(Repo { db: env.d1("DB")? })
+        Ok(Repo {
+            db: env.d1("DB")?,
+            fail_writes: false,
+        })
+    }
+
+    pub fn failing_writes(self, fail_writes: bool) -> Repo {
+        Repo {
+            fail_writes,
+            ..self
+        }
     }
 
     fn stmt(&self, sql: &str, args: &[JsValue]) -> Result<D1PreparedStatement> {
@@ -434,7 +447,16 @@ impl Repo {
                 opt_num(expected),
             ],
         )?;
-        let results = self.db.batch(vec![record, change]).await?;
+        let mut statements = vec![record, change];
+        if self.fail_writes {
+            // A NOT NULL violation, raised only after both writes above have run.
+            statements.push(self.stmt(
+                "INSERT INTO audit_events (id, team_id, actor_kind, actor_id, action, created_at, request_id) \
+                 VALUES (?1, NULL, '', '', '', 0, '')",
+                &[text(&audit.id)],
+            )?);
+        }
+        let results = self.db.batch(statements).await?;
         let rows: Vec<CredentialRow> = match results.get(1) {
             Some(result) => result.results()?,
             None => Vec::new(),

@@ -4,6 +4,7 @@
 mod support;
 
 mod credentials;
+mod faults;
 mod foundation;
 mod identity;
 mod ratelimit;

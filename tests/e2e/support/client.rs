@@ -1,7 +1,7 @@
 //! A small HTTP client for the tests: raw status, headers and body, never an error for a
 //! 4xx or 5xx, so tests assert exactly what a caller would see.
 
-use super::Worker;
+use super::{plaintexts, Worker};
 use std::{sync::OnceLock, time::Duration};
 
 fn agent() -> &'static ureq::Agent {
@@ -11,7 +11,10 @@ fn agent() -> &'static ureq::Agent {
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .timeout_global(Some(Duration::from_secs(60)))
-                .max_idle_connections_per_host(200)
+                // A fresh connection per request: wrangler's proxy closes idle keep-alive
+                // connections, and a reused one would fail as "connection reset".
+                .max_idle_connections(0)
+                .max_idle_connections_per_host(0)
                 .build(),
         )
     })
@@ -59,7 +62,13 @@ impl<'w> Call<'w> {
     pub fn bearer(self, token: &str) -> Self {
         self.header("Authorization", &format!("Bearer {token}"))
     }
+    /// A JSON body. An `api_key` sent to a credential endpoint becomes a watched plaintext.
     pub fn json(self, body: &serde_json::Value) -> Self {
+        if self.path.contains("/cloud-providers/") {
+            if let Some(key) = body.get("api_key").and_then(|k| k.as_str()) {
+                plaintexts::watch(key);
+            }
+        }
         self.header("Content-Type", "application/json")
             .raw_body(body.to_string().into_bytes())
     }
@@ -82,6 +91,11 @@ impl<'w> Call<'w> {
             request = request.header(name, value);
         }
         let request = request.body(self.body).map_err(|e| e.to_string())?;
+        let _shared = self
+            .worker
+            .db_access
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         let mut response = agent().run(request).map_err(|e| e.to_string())?;
         let headers = response
             .headers()
@@ -94,11 +108,17 @@ impl<'w> Call<'w> {
             .limit(16 * 1024 * 1024)
             .read_to_string()
             .map_err(|e| e.to_string())?;
-        Ok(Reply {
+        let reply = Reply {
             status: response.status().as_u16(),
             headers,
             text,
-        })
+        };
+        let what = format!("the response to {} {}", self.method, self.path);
+        plaintexts::assert_absent(&what, &reply.text);
+        for (name, value) in &reply.headers {
+            plaintexts::assert_absent(&format!("{what}, header {name}"), value);
+        }
+        Ok(reply)
     }
 }
 

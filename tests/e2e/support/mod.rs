@@ -19,13 +19,14 @@ use std::{
     process::{Child, ChildStdin, Command, Stdio},
     sync::{
         atomic::{AtomicUsize, Ordering},
-        Mutex, OnceLock,
+        Mutex, OnceLock, RwLock,
     },
     time::{Duration, Instant},
 };
 
 mod client;
 mod identity;
+pub mod plaintexts;
 pub use client::{Call, Reply};
 pub use identity::*;
 
@@ -54,6 +55,10 @@ pub struct Worker {
     pub state_dir: PathBuf,
     pub log_path: PathBuf,
     supervisor: Mutex<Option<(Child, ChildStdin)>>,
+    /// Requests hold it shared, [`Worker::d1`] exclusively: local D1 fails a write with
+    /// "internal error" while another process has its SQLite file open, so the tests never
+    /// read the file while a request is in flight.
+    pub(crate) db_access: RwLock<()>,
 }
 
 /// The worker every test in this binary shares, started on first use.
@@ -191,6 +196,7 @@ impl Worker {
             state_dir,
             log_path,
             supervisor: Mutex::new(Some((child, stdin))),
+            db_access: RwLock::new(()),
         };
         worker.wait_until_ready();
         worker
@@ -266,6 +272,7 @@ impl Worker {
     /// Runs a query against this worker's local D1 database file, as `wrangler d1 execute`.
     /// A second process on the same SQLite file can find it busy, so this retries.
     pub fn d1(&self, sql: &str) -> Vec<serde_json::Value> {
+        let _exclusive = self.db_access.write().unwrap_or_else(|e| e.into_inner());
         let mut failure = String::new();
         for _ in 0..20 {
             let out = wrangler_command()
