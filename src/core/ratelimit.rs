@@ -1,16 +1,29 @@
-//! The rate-limit algorithm: an exact sliding window with an optional cooldown, as a state
-//! machine with time passed in.
+//! The rate-limit algorithm: a sliding window with an optional cooldown, as a state machine
+//! with time passed in.
 //!
-//! The state is the times of the most recent accepted requests, at most `limit` of them, in
-//! a ring. A request at `now` is allowed when fewer than `limit` accepted requests lie in
-//! the window `(now - window, now]`; that is exact (no approximation at window edges), and
-//! the state never holds more than `limit` timestamps whatever the request rate.
-//! Rejected requests are not recorded, so they neither count nor extend anything.
+//! The state is a run-length list of accepted requests: `(bucket start, count)` pairs,
+//! oldest first. A request at `now` is allowed when fewer than `limit` accepted requests
+//! lie in the window `(now - window, now]`. Rejected requests are not recorded, so they
+//! neither count nor extend anything.
+//!
+//! Exactness and size:
+//! - For limits up to [`EXACT_MAX_LIMIT`] (the contract's 40 and 600) a bucket is one
+//!   millisecond, so the window is exact to the millisecond, and there are at most `limit`
+//!   buckets (fewer when requests share a millisecond).
+//! - Above that (tests and benchmarks raise limits to millions), a bucket is 1/128 of the
+//!   window and is forgotten only once its last millisecond has left the window. A request
+//!   is thus counted for at least the window and at most 1/128 longer: the limiter may
+//!   refuse slightly early, never late, and the state holds at most 129 buckets.
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 
 use super::time::UnixMillis;
+
+/// The largest limit whose window is exact to the millisecond.
+pub const EXACT_MAX_LIMIT: u32 = 1024;
+/// Buckets per window above [`EXACT_MAX_LIMIT`].
+const COARSE_BUCKETS: i64 = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -19,6 +32,17 @@ pub struct Policy {
     /// When > 0, the first request over the limit starts a cooldown during which every
     /// request is rejected. Rejections during the cooldown do not extend it.
     pub cooldown_ms: i64,
+}
+
+impl Policy {
+    /// The width of one bucket of accepted requests, in milliseconds.
+    fn bucket_ms(&self) -> i64 {
+        if self.limit <= EXACT_MAX_LIMIT {
+            1
+        } else {
+            (self.window_ms.max(1) + COARSE_BUCKETS - 1) / COARSE_BUCKETS
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,8 +67,8 @@ impl Decision {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WindowState {
-    /// Oldest first, never more than `policy.limit` entries.
-    accepted: VecDeque<UnixMillis>,
+    /// `(bucket start, accepted requests in it)`, oldest first.
+    accepted: VecDeque<(UnixMillis, u32)>,
     /// Rejects everything before this time; 0 when there is no cooldown.
     cooldown_until: UnixMillis,
 }
@@ -56,15 +80,23 @@ impl WindowState {
                 retry_after_ms: self.cooldown_until - now,
             };
         }
-        self.forget_before(now - policy.window_ms);
-        if (self.accepted.len() as u64) < policy.limit as u64 {
+        let bucket_ms = policy.bucket_ms();
+        self.forget_before(now - policy.window_ms, bucket_ms);
+        let counted: u64 = self.accepted.iter().map(|&(_, n)| n as u64).sum();
+        if counted < policy.limit as u64 {
             // A clock that steps back must not break the oldest-first order.
-            let at = self.accepted.back().map_or(now, |&last| last.max(now));
-            self.accepted.push_back(at);
-            let oldest = self.accepted.front().copied().unwrap_or(at);
+            let bucket = self
+                .accepted
+                .back()
+                .map_or(i64::MIN, |&(last, _)| last)
+                .max(now - now.rem_euclid(bucket_ms));
+            match self.accepted.back_mut() {
+                Some((last, n)) if *last == bucket => *n += 1,
+                _ => self.accepted.push_back((bucket, 1)),
+            }
             return Decision::Allowed {
-                remaining: policy.limit - self.accepted.len() as u32,
-                reset_ms: (oldest + policy.window_ms - now).max(0),
+                remaining: policy.limit - (counted as u32 + 1),
+                reset_ms: (self.oldest_expiry(policy, bucket_ms) - now).max(0),
             };
         }
         if policy.cooldown_ms > 0 {
@@ -73,22 +105,35 @@ impl WindowState {
                 retry_after_ms: policy.cooldown_ms,
             };
         }
-        let oldest = self.accepted.front().copied().unwrap_or(now);
         Decision::Limited {
-            retry_after_ms: (oldest + policy.window_ms - now).max(1),
+            retry_after_ms: (self.oldest_expiry(policy, bucket_ms) - now).max(1),
         }
     }
 
-    /// Drops accepted requests at or before `cutoff`: they are outside every future window.
-    fn forget_before(&mut self, cutoff: UnixMillis) {
-        while self.accepted.front().is_some_and(|&t| t <= cutoff) {
+    /// When the oldest bucket leaves the window.
+    fn oldest_expiry(&self, policy: &Policy, bucket_ms: i64) -> UnixMillis {
+        self.accepted
+            .front()
+            .map_or(0, |&(start, _)| start + bucket_ms - 1 + policy.window_ms)
+    }
+
+    /// Drops the buckets whose every millisecond is at or before `cutoff`: they are outside
+    /// every future window.
+    fn forget_before(&mut self, cutoff: UnixMillis, bucket_ms: i64) {
+        while self
+            .accepted
+            .front()
+            .is_some_and(|&(start, _)| start + bucket_ms - 1 <= cutoff)
+        {
             self.accepted.pop_front();
         }
     }
 
     /// The time after which this state remembers nothing, so its storage can be deleted.
     pub fn idle_after(&self, policy: &Policy) -> UnixMillis {
-        let window_end = self.accepted.back().map_or(0, |&t| t + policy.window_ms);
+        let window_end = self.accepted.back().map_or(0, |&(start, _)| {
+            start + policy.bucket_ms() - 1 + policy.window_ms
+        });
         window_end.max(self.cooldown_until)
     }
 }
@@ -346,6 +391,7 @@ mod tests {
         for t in 0..100_000 {
             s.decide(&IP, t);
             assert!(s.accepted.len() <= IP.limit as usize);
+            assert!(s.accepted.iter().map(|&(_, n)| n).sum::<u32>() <= IP.limit);
         }
         assert!(s.idle_after(&IP) <= 100_000 + IP.window_ms + IP.cooldown_ms);
         let mut fresh = WindowState::default();
@@ -420,5 +466,52 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_burst_in_one_millisecond_is_one_bucket() {
+        let mut s = WindowState::default();
+        run(&PRINCIPAL, &mut s, &vec![1_000; 600]);
+        assert_eq!(s.accepted.len(), 1);
+        assert!(!s.decide(&PRINCIPAL, 60_999).is_allowed());
+        assert!(s.decide(&PRINCIPAL, 61_000).is_allowed());
+    }
+
+    /// Above the exact range: never more than `limit` in any true window, at most 1/128 of
+    /// a window late to free a slot, and a state of at most 129 buckets.
+    #[test]
+    fn large_limits_use_coarse_buckets_that_never_let_too_many_through() {
+        let p = Policy {
+            limit: 5_000,
+            window_ms: 10_000,
+            cooldown_ms: 0,
+        };
+        let mut s = WindowState::default();
+        let mut accepted = VecDeque::new();
+        let mut seed: u64 = 0xDEAD_BEEF_1234_5678;
+        let mut now = 0i64;
+        for _ in 0..200_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            now += (seed % 3) as i64;
+            if s.decide(&p, now).is_allowed() {
+                accepted.push_back(now);
+            }
+            while accepted.front().is_some_and(|&t| t <= now - p.window_ms) {
+                accepted.pop_front();
+            }
+            assert!(accepted.len() <= p.limit as usize, "too many at {now}");
+            assert!(s.accepted.len() <= 129);
+        }
+        // A full window, then quiet: everything is free again one bucket after the window.
+        let later = now + p.window_ms + p.bucket_ms();
+        assert_eq!(
+            s.decide(&p, later),
+            Decision::Allowed {
+                remaining: p.limit - 1,
+                reset_ms: p.window_ms + p.bucket_ms() - 1 - later.rem_euclid(p.bucket_ms()),
+            }
+        );
     }
 }

@@ -53,6 +53,8 @@ pub fn present(authorization: Option<&str>, config: &Config, now: UnixMillis) ->
 impl Presented {
     /// The per-principal limiter's key: the API key (by hash, one-to-one with its id), or
     /// the JWT's user and the team it names. `None` when there is no principal yet.
+    /// The team is the canonical UUID, as membership reads it: spellings of one team that
+    /// differ in case are one principal, not a fresh budget each.
     pub fn principal_key(&self, team_header: Option<&str>) -> Option<String> {
         match self {
             Presented::Refused(_) => None,
@@ -61,7 +63,9 @@ impl Presented {
                 "user:{}:{}|team:{}",
                 s.user_id.len(),
                 s.user_id,
-                team_header.map(str::trim).unwrap_or("-")
+                team_header
+                    .and_then(|h| parse_uuid(h.trim()))
+                    .map_or_else(|| "-".to_string(), |id| id.to_string())
             )),
         }
     }

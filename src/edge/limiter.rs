@@ -16,7 +16,8 @@ use worker::{
 
 use crate::core::ratelimit::{Decision, Policy, WindowState};
 
-const STATE_KEY: &str = "window";
+/// Versioned: an object holding an older layout starts afresh instead of failing to load.
+const STATE_KEY: &str = "window.v2";
 
 /// What the object keeps in storage: the window, and when it stops mattering (for cleanup;
 /// the alarm does not know the policy).

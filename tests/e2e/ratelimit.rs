@@ -22,15 +22,32 @@ fn from(w: &Worker, ip: &str, path: &str) -> Reply {
 fn one_hundred_concurrent_requests_from_one_ip_let_exactly_forty_through() {
     let w = ip_limited();
     let _log = w.on_failure();
-    let statuses: Vec<u16> = std::thread::scope(|s| {
+    let start = std::sync::Barrier::new(100);
+    let outcomes: Vec<Result<u16, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..100)
-            .map(|_| s.spawn(|| from(&w, "203.0.113.10", "/healthz").status))
+            .map(|_| {
+                s.spawn(|| {
+                    start.wait();
+                    Call::get(&w, "/healthz")
+                        .header("CF-Connecting-IP", "203.0.113.10")
+                        .try_send()
+                        .map(|r| r.status)
+                })
+            })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    // A connection the local proxy dropped says nothing about the limiter; it must be rare.
+    let statuses: Vec<u16> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok().copied())
+        .collect();
+    let dropped = outcomes.len() - statuses.len();
+    assert!(dropped <= 2, "{dropped} transport errors: {outcomes:?}");
     let ok = statuses.iter().filter(|&&s| s == 200).count();
     let limited = statuses.iter().filter(|&&s| s == 429).count();
-    assert_eq!((ok, limited), (40, 60), "{statuses:?}");
+    assert_eq!(ok, 40, "exactly 40 through: {statuses:?}");
+    assert_eq!(ok + limited, statuses.len(), "{statuses:?}");
 }
 
 #[test]
@@ -41,8 +58,10 @@ fn the_cooldown_holds_ten_seconds_and_then_lifts() {
     for _ in 0..40 {
         assert_eq!(from(&w, ip, "/healthz").status, 200);
     }
+    // The cooldown starts somewhere between sending the 41st request and its answer.
     let started = Instant::now();
     let over = from(&w, ip, "/healthz");
+    let answered = Instant::now();
     over.assert_error(429, "rate_limited");
     assert_eq!(over.message(), "Rate limit exceeded");
     assert_eq!(over.header("retry-after"), Some("10"));
@@ -68,8 +87,16 @@ fn the_cooldown_holds_ten_seconds_and_then_lifts() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    std::thread::sleep(Duration::from_millis(10_300).saturating_sub(started.elapsed()));
-    assert_eq!(from(&w, ip, "/healthz").status, 200, "lifted after 10 s");
+    // Lifted once 10 s have passed for certain; polled, since a request takes time too.
+    std::thread::sleep(Duration::from_millis(10_050).saturating_sub(answered.elapsed()));
+    let lifted = loop {
+        let status = from(&w, ip, "/healthz").status;
+        if status == 200 || answered.elapsed() > Duration::from_secs(13) {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(lifted, 200, "lifted after 10 s");
 }
 
 #[test]
@@ -161,18 +188,21 @@ fn the_principal_limit_holds_across_many_addresses() {
     );
     // A JWT's principal is its user and team: the owner's two earlier calls (team creation
     // has no team; key creation does) leave three in this team.
-    let as_owner = |ip: &str| {
+    let as_owner = |ip: &str, team: &str| {
         Call::get(&w, "/api/v1/cloud-providers")
             .header("CF-Connecting-IP", ip)
             .bearer(&token(&owner))
-            .header("X-Team-ID", &team)
+            .header("X-Team-ID", team)
             .send()
             .status
     };
     let statuses: Vec<u16> = (0..4)
-        .map(|i| as_owner(&format!("192.0.2.{}", 100 + i)))
+        .map(|i| as_owner(&format!("192.0.2.{}", 100 + i), &team))
         .collect();
     assert_eq!(statuses, [200, 200, 200, 429]);
+    // The same team spelled in upper case is the same principal, not a fresh budget.
+    assert_eq!(as_owner("192.0.2.110", &team.to_uppercase()), 429);
+    assert_eq!(as_owner("192.0.2.111", &format!(" {team} ")), 429);
 }
 
 #[test]
