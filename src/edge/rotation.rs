@@ -6,7 +6,10 @@
 use serde::Serialize;
 use worker::{console_log, Env};
 
-use super::{app, repo::Repo};
+use super::{
+    app,
+    repo::{Repo, Resealed},
+};
 use crate::core::{
     audit::AuditEvent,
     config::Config,
@@ -15,7 +18,8 @@ use crate::core::{
     ids::new_id,
 };
 
-/// Batches per run: a run stays short, and the next cron run picks up the rest.
+/// Batches per run: two D1 calls each, so a run stays well inside the subrequest limit,
+/// and the next cron run picks up the rest.
 const MAX_BATCHES: usize = 20;
 
 #[derive(Debug, Default, Serialize)]
@@ -49,6 +53,7 @@ pub async fn run(env: &Env, config: &Config) -> Result<RotationReport, ApiError>
             .rows_to_reencrypt(ring.active_key_id(), after.as_ref(), config.rotation_batch)
             .await?;
         let last_batch = rows.len() < config.rotation_batch;
+        let mut resealed = Vec::with_capacity(rows.len());
         for row in &rows {
             let aad = credential_aad(&row.team_id, &row.provider);
             let Ok(plaintext) = ring.open(&row.ciphertext, &aad) else {
@@ -56,26 +61,30 @@ pub async fn run(env: &Env, config: &Config) -> Result<RotationReport, ApiError>
                 continue;
             };
             let now = app::now();
-            let event = AuditEvent {
-                id: new_id(now).to_string(),
-                team_id: row.team_id.clone(),
-                actor_kind: "system".into(),
-                actor_id: "key-rotation".into(),
-                action: "credential.reencrypt".into(),
-                provider: Some(row.provider.clone()),
-                created_at: now,
-                request_id: "scheduled".into(),
-            };
-            let sealed = ring.seal(&plaintext, &aad);
-            if repo
-                .replace_ciphertext(row, &sealed, ring.active_key_id(), &event)
-                .await?
-            {
+            resealed.push(Resealed {
+                row,
+                sealed: ring.seal(&plaintext, &aad),
+                key_id: ring.active_key_id(),
+                audit: AuditEvent {
+                    id: new_id(now).to_string(),
+                    team_id: row.team_id.clone(),
+                    actor_kind: "system".into(),
+                    actor_id: "key-rotation".into(),
+                    action: "credential.reencrypt".into(),
+                    provider: Some(row.provider.clone()),
+                    created_at: now,
+                    request_id: "scheduled".into(),
+                },
+            });
+        }
+        for replaced in repo.replace_ciphertexts(&resealed).await? {
+            if replaced {
                 report.reencrypted += 1;
             } else {
                 report.skipped += 1;
             }
         }
+        drop(resealed);
         after = rows.into_iter().last();
         if last_batch {
             report.complete = true;

@@ -23,11 +23,12 @@ fn rotation_reencrypts_under_the_new_key_and_loses_nothing() {
     let plaintexts = [
         "comfyui-rotation-one-0000000000000000000",
         "comfyui-rotation-two-11111111111111111",
+        "comfyui-rotation-three-222222222222222",
     ];
     let path = "/api/v1/cloud-providers/comfy-cloud";
     let owner = unique_user("owner");
 
-    // Key 1 only: two teams store a key each.
+    // Key 1 only: three teams store a key each.
     let first = spawn(Options::default().var("CREDENTIAL_KEYS", &ring("k1", &[("k1", 1)])));
     let log1 = first.on_failure();
     let teams: Vec<String> = plaintexts
@@ -49,10 +50,13 @@ fn rotation_reencrypts_under_the_new_key_and_loses_nothing() {
     drop(log1);
     first.stop();
 
-    // Restarted with key 2 active and key 1 still in the ring.
+    // Restarted with key 2 active and key 1 still in the ring; batches of one row, so a
+    // run walks the rows with its cursor over several batches.
     let second = spawn(Options {
         state_dir: Some(state),
-        ..Options::default().var("CREDENTIAL_KEYS", &ring("k2", &[("k1", 1), ("k2", 2)]))
+        ..Options::default()
+            .var("CREDENTIAL_KEYS", &ring("k2", &[("k1", 1), ("k2", 2)]))
+            .var("ROTATION_BATCH_SIZE", "1")
     });
     let _log2 = second.on_failure();
     let get = |w: &Worker, team: &str| {
@@ -117,9 +121,9 @@ fn rotation_reencrypts_under_the_new_key_and_loses_nothing() {
     }
     let audit =
         second.d1("SELECT COUNT(*) AS n FROM audit_events WHERE action = 'credential.reencrypt'");
-    assert_eq!(audit[0]["n"], 2);
+    assert_eq!(audit[0]["n"], 3);
     assert!(
-        second.log_eventually_contains(r#""reencrypted":2"#),
+        second.log_eventually_contains(r#""reencrypted":3,"skipped":0,"failed":0,"complete":true"#),
         "{}",
         second.log()
     );
