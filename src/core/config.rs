@@ -10,6 +10,10 @@ use super::{
 /// Every development default carries this marker, so production can recognise and refuse it.
 pub const DEV_SECRET_MARKER: &str = "insecure-dev";
 
+/// The development AES key of `.dev.vars.example`, recognised under any key id: renaming
+/// the id must not smuggle a public key into a deployed ring.
+const DEV_KEY_MATERIAL: &str = "ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoM=";
+
 /// The secrets that must never hold a development default in production.
 pub const SECRET_NAMES: [&str; 2] = ["JWT_SECRET", "CREDENTIAL_KEYS"];
 
@@ -90,7 +94,10 @@ impl Config {
         let environment = Environment::parse(lookup("ENVIRONMENT").as_deref())?;
         let dev_secrets = SECRET_NAMES
             .into_iter()
-            .filter(|name| lookup(name).is_some_and(|v| v.contains(DEV_SECRET_MARKER)))
+            .filter(|name| {
+                lookup(name)
+                    .is_some_and(|v| v.contains(DEV_SECRET_MARKER) || v.contains(DEV_KEY_MATERIAL))
+            })
             .collect();
         let (secret, jwks) = (lookup("JWT_SECRET"), lookup("JWT_JWKS"));
         let (issuer, audience) = (lookup("JWT_ISSUER"), lookup("JWT_AUDIENCE"));
@@ -174,14 +181,17 @@ impl Config {
         })
     }
 
-    /// Production refuses to serve the API with development secrets: a deploy that forgot
-    /// `wrangler secret put` must fail loudly, not encrypt real keys under a public key.
+    /// A deployed environment (staging or production) refuses to serve the API with
+    /// development secrets: a deploy that forgot `wrangler secret put` must fail loudly, not
+    /// encrypt real keys under a public key.
     pub fn refuses_service(&self) -> Option<ConfigError> {
         match (self.environment, self.dev_secrets.first()) {
-            (Environment::Production, Some(name)) => Some(ConfigError::invalid(
-                name,
-                "holds a development default; set the real secret with `wrangler secret put`",
-            )),
+            (Environment::Staging | Environment::Production, Some(name)) => {
+                Some(ConfigError::invalid(
+                    name,
+                    "holds a development default; set the real secret with `wrangler secret put`",
+                ))
+            }
             _ => None,
         }
     }
@@ -257,5 +267,14 @@ mod tests {
         ])
         .unwrap();
         assert!(real.refuses_service().is_none());
+        let staging = config(&[("ENVIRONMENT", "staging"), dev[0]]).unwrap();
+        assert!(
+            staging.refuses_service().is_some(),
+            "staging is deployed too"
+        );
+        // The dev key under another id is still the dev key.
+        let renamed = format!(r#"{{"active":"prod-1","keys":{{"prod-1":"{DEV_KEY_MATERIAL}"}}}}"#);
+        let prod = config(&[("ENVIRONMENT", "production"), ("CREDENTIAL_KEYS", &renamed)]).unwrap();
+        assert_eq!(prod.refuses_service().unwrap().variable, "CREDENTIAL_KEYS");
     }
 }
