@@ -98,7 +98,12 @@ fn describe(e: &serde_json::Error) -> String {
     let quoted = |prefix: &str| {
         text.strip_prefix(prefix)
             .and_then(|rest| rest.split('`').next())
-            .map(|name| name.chars().take(64).collect::<String>())
+            // Only a name shaped like ours is echoed: a client may have put a secret in
+            // a key, and an error must not reflect it.
+            .filter(|name| {
+                (1..=32).contains(&name.len())
+                    && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            })
     };
     match e.classify() {
         Category::Syntax | Category::Eof => format!(
@@ -109,6 +114,8 @@ fn describe(e: &serde_json::Error) -> String {
         _ => {
             if let Some(name) = quoted("unknown field `") {
                 format!("Unknown field `{name}`")
+            } else if text.starts_with("unknown field `") {
+                "Request body has an unknown field".to_string()
             } else if let Some(name) = quoted("missing field `") {
                 format!("Missing field `{name}`")
             } else {
@@ -214,5 +221,15 @@ mod tests {
     #[test]
     fn key_counting_ignores_colons_inside_strings() {
         assert_eq!(count_keys(r#"{"a": "b:c", "d\"": {"e": 1}}"#), 3);
+    }
+
+    #[test]
+    fn an_unknown_field_is_named_only_when_it_looks_like_a_field() {
+        let e = err(r#"{"api_key": "x", "comfyui-SECRET-value": 1}"#);
+        assert_eq!(e.message, "Request body has an unknown field");
+        assert_eq!(
+            err(r#"{"api_key": "x", "extra": 1}"#).message,
+            "Unknown field `extra`"
+        );
     }
 }
