@@ -151,8 +151,8 @@ async fn dispatch(
     )
     .await?;
 
-    let repo = Repo::new(env)?
-        .failing_writes(config.test_hooks && header("X-Test-Fail-D1").is_some());
+    let repo =
+        Repo::new(env)?.failing_writes(config.test_hooks && header("X-Test-Fail-D1").is_some());
     let mut ctx = Ctx {
         req,
         config,

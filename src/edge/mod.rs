@@ -23,7 +23,14 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let outcome = match app::config(&env) {
-        Ok(config) => rotation::run(&env, &config).await.map(|_| ()),
+        // A deployment still on dev secrets re-seals nothing, as it serves nothing.
+        Ok(config) => match config.refuses_service() {
+            Some(refusal) => Err(crate::core::error::ApiError::unavailable(
+                "config",
+                refusal.to_string(),
+            )),
+            None => rotation::run(&env, &config).await.map(|_| ()),
+        },
         Err(e) => Err(crate::core::error::ApiError::unavailable(
             "config",
             e.to_string(),

@@ -1,4 +1,4 @@
-use crate::support::{spawn, worker, Call, Options};
+use crate::support::{new_key, new_team, spawn, token, unique_user, worker, Call, Options};
 
 #[test]
 fn healthz_checks_d1_and_says_ok() {
@@ -90,6 +90,43 @@ fn each_request_writes_one_structured_log_line() {
         .filter(|l| l["request_id"] == id.as_str())
         .count();
     assert_eq!(count, 1);
+
+    // An authenticated request names its team and principal, and never the credential.
+    let owner = unique_user("logged");
+    let team = new_team(w, &owner);
+    let created = new_key(
+        w,
+        &owner,
+        &team,
+        serde_json::json!({"name": "k", "kind": "device"}),
+    );
+    let key = created["key"].as_str().unwrap();
+    let session = token(&owner);
+    for (bearer, kind, principal) in [
+        (key, "device_key", created["id"].as_str().unwrap()),
+        (session.as_str(), "user", owner.as_str()),
+    ] {
+        let r = Call::get(w, "/api/v1/cloud-providers")
+            .bearer(bearer)
+            .header("X-Team-ID", &team)
+            .send();
+        assert_eq!(r.status, 200, "{}", r.text);
+        let id = r.header("x-request-id").unwrap().to_string();
+        assert!(w.log_eventually_contains(&id));
+        let line = w
+            .request_logs()
+            .into_iter()
+            .find(|l| l["request_id"] == id.as_str())
+            .unwrap();
+        assert_eq!(line["route"], "/api/v1/cloud-providers");
+        assert_eq!(line["team_id"], team.as_str(), "{line}");
+        assert_eq!(line["principal_kind"], kind, "{line}");
+        assert_eq!(line["principal_id"], principal, "{line}");
+        assert!(
+            !line.to_string().contains(bearer),
+            "the bearer is logged: {line}"
+        );
+    }
 }
 
 #[test]

@@ -102,8 +102,28 @@ fn wrangler_command() -> Command {
     cmd
 }
 
+/// Builds the release worker once, before any wrangler starts: each `wrangler dev` runs the
+/// build command too, and several of them building at once would write `build/` together.
+fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg("scripts/build.sh")
+            .current_dir(ROOT)
+            .output()
+            .expect("run scripts/build.sh");
+        assert!(
+            out.status.success(),
+            "scripts/build.sh failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
 impl Worker {
     fn start(options: Options) -> Worker {
+        ensure_built();
         static COUNT: AtomicUsize = AtomicUsize::new(0);
         let n = COUNT.fetch_add(1, Ordering::SeqCst);
         let state_dir = match &options.state_dir {
