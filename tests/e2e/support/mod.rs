@@ -289,6 +289,18 @@ impl Worker {
         }
     }
 
+    /// Kills wrangler and workerd with SIGKILL, as a crash would: nothing gets to flush.
+    pub fn crash(&self) {
+        if let Some((mut child, stdin)) = self.supervisor.lock().unwrap().take() {
+            // The supervisor leads its own process group, wrangler and workerd included.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+
     /// Runs a query against this worker's local D1 database file, as `wrangler d1 execute`.
     /// A second process on the same SQLite file can find it busy, so this retries.
     pub fn d1(&self, sql: &str) -> Vec<serde_json::Value> {
