@@ -51,3 +51,13 @@ else
     esac
   done < .dev.vars.example
 fi
+
+# schemathesis, pinned, in a project-local virtualenv: the e2e suite runs it against the
+# worker with openapi.yaml (tests/e2e/schemathesis.rs).
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$(.venv/bin/schemathesis --version 2>/dev/null | awk '{print $NF}' || true)" != "$SCHEMATHESIS_VERSION" ]; then
+  need python3 "install Python 3.9 or newer, with venv"
+  say "installing schemathesis $SCHEMATHESIS_VERSION into .venv (once)"
+  [ -x .venv/bin/pip ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi

@@ -18,10 +18,19 @@ pub const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 pub struct CreateApiKey {
     pub name: String,
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub scopes: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub expires_at: Option<String>,
+}
+
+/// An optional field may be left out, but `null` is a wrong type (400), not "absent".
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,6 +230,8 @@ mod tests {
             serde_json::json!({"name": "x", "kind": "secret", "scopes": ["admin"]}),
             serde_json::json!({"name": "x", "kind": "secret", "expires_at": "2020-01-01T00:00:00Z"}),
             serde_json::json!({"name": "x", "kind": "secret", "expires_at": "soon"}),
+            serde_json::json!({"name": "x", "kind": "secret", "expires_at": null}),
+            serde_json::json!({"name": "x", "kind": "secret", "scopes": null}),
         ] {
             assert_eq!(create(body.clone()).unwrap_err().status(), 400, "{body}");
         }

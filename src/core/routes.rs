@@ -6,6 +6,7 @@ use super::error::ApiError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Healthz,
+    OpenApi,
     CreateTeam,
     ListTeams,
     ListMembers,
@@ -25,11 +26,14 @@ pub enum Route {
 impl Route {
     /// Whether a JWT caller must name the team in `X-Team-ID`.
     pub fn team_scoped(self) -> bool {
-        !matches!(self, Route::Healthz | Route::CreateTeam | Route::ListTeams)
+        !matches!(
+            self,
+            Route::Healthz | Route::OpenApi | Route::CreateTeam | Route::ListTeams
+        )
     }
 
     pub fn authenticated(self) -> bool {
-        !matches!(self, Route::Healthz)
+        !matches!(self, Route::Healthz | Route::OpenApi)
     }
 }
 
@@ -51,6 +55,7 @@ macro_rules! routes {
 
 routes! {
     "GET" "/healthz" => Healthz,
+    "GET" "/openapi.json" => OpenApi,
     "POST" "/api/v1/teams" => CreateTeam,
     "GET" "/api/v1/teams" => ListTeams,
     "GET" "/api/v1/team/members" => ListMembers,
@@ -66,6 +71,10 @@ routes! {
     "DELETE" "/api/v1/cloud-providers/{provider}" => DeleteCredential,
     "GET" "/api/v1/audit-events" => ListAuditEvents,
 }
+
+/// `openapi.yaml` as JSON, converted by `build.rs`: what `GET /openapi.json` serves. Every
+/// (method, path) of [`ROUTES`] is in it and nothing else (`tests/openapi.rs`).
+pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 
 #[derive(Debug, PartialEq, Eq)]
 pub struct Matched<'p> {
@@ -173,6 +182,13 @@ mod tests {
             Err(RouteError::MethodNotAllowed { allow: vec!["GET"] })
         );
         assert!(match_route("HEAD", "/healthz").is_ok());
+        // Methods the route table does not know are 405 too, never read as another method.
+        assert_eq!(
+            match_route("QUERY", "/api/v1/teams"),
+            Err(RouteError::MethodNotAllowed {
+                allow: vec!["POST", "GET"]
+            })
+        );
     }
 
     #[test]

@@ -75,7 +75,8 @@ pub async fn handle(req: Request, env: Env) -> Response {
     let request_id = ids::new_id(started).to_string();
     let mut log = RequestLog {
         request_id: request_id.clone(),
-        method: req.method().to_string(),
+        // As sent: workers-rs reads any method it does not know (QUERY, ...) as GET.
+        method: req.inner().method(),
         route: "unmatched",
         ..Default::default()
     };
@@ -116,7 +117,9 @@ async fn dispatch(
             ));
         }
     }
-    let matched = match routes::match_route(req.method().as_ref(), path) {
+    // The method as sent, not `req.method()`: workers-rs maps unknown methods to GET, which
+    // would serve `QUERY /api/v1/teams` as a GET instead of answering 405.
+    let matched = match routes::match_route(&req.inner().method(), path) {
         Ok(m) => m,
         Err(RouteError::NotFound) => return Err(ApiError::not_found("No such endpoint")),
         Err(RouteError::MethodNotAllowed { allow }) => {
@@ -165,6 +168,7 @@ async fn dispatch(
     use handlers::*;
     let result = match matched.route {
         Route::Healthz => health::healthz(ctx).await,
+        Route::OpenApi => openapi::openapi(ctx).await,
         Route::CreateTeam => teams::create_team(ctx).await,
         Route::ListTeams => teams::list_teams(ctx).await,
         Route::ListMembers => teams::list_members(ctx).await,

@@ -9,3 +9,4 @@ mod foundation;
 mod identity;
 mod ratelimit;
 mod rotation;
+mod schemathesis;

@@ -5,4 +5,5 @@ pub mod api_keys;
 pub mod audit;
 pub mod credentials;
 pub mod health;
+pub mod openapi;
 pub mod teams;
