@@ -7,15 +7,18 @@
 
 use super::app::Ctx;
 use crate::core::{
-    access::Actor,
-    api_keys::LAST_USED_RESOLUTION_MS,
+    access::{Actor, Role},
+    api_keys::{ApiKeyRecord, LAST_USED_RESOLUTION_MS},
     auth::{
         bearer::{self, Bearer, EXPIRED_TOKEN, INVALID_API_KEY, INVALID_TOKEN},
         jwt::{JwtError, Session},
     },
     config::Config,
+    credentials::CredentialRecord,
     error::ApiError,
     ids::parse_uuid,
+    providers::Provider,
+    teams::MemberRecord,
     time::UnixMillis,
 };
 
@@ -72,38 +75,19 @@ impl Presented {
 }
 
 pub async fn authenticate(ctx: &mut Ctx<'_>, scope: TeamScope) -> Result<Actor, ApiError> {
-    let presented = ctx
-        .presented
-        .take()
-        .ok_or_else(|| ApiError::internal("authenticate called twice or on an open route"))?;
-    let actor = match presented {
+    let actor = match take_presented(ctx)? {
         Presented::Refused(e) => return Err(e),
         Presented::ApiKey { hash } => {
-            let record = ctx
-                .repo
-                .api_key_by_hash(&hash)
-                .await?
-                .filter(|r| r.is_usable(ctx.now))
-                .ok_or_else(|| ApiError::unauthorized(INVALID_API_KEY))?;
-            if record.needs_last_used_update(ctx.now) {
-                ctx.repo
-                    .touch_api_key(&record.id, ctx.now, LAST_USED_RESOLUTION_MS)
-                    .await?;
-            }
-            // The team is the key's own; X-Team-ID is ignored, whatever it says.
-            record.actor()
+            let record = ctx.repo.api_key_by_hash(&hash).await?;
+            key_actor(ctx, record).await?
         }
         Presented::Session(session) => {
             let team = match scope {
                 TeamScope::Unscoped => None,
                 TeamScope::Scoped => {
-                    let team_id = team_header(ctx.header("X-Team-ID"))?;
-                    ctx.log.team_id = Some(team_id.clone());
+                    let team_id = named_team(ctx)?;
                     let member = ctx.repo.member(&team_id, &session.user_id).await?;
-                    let role = member
-                        .ok_or_else(|| ApiError::forbidden("You are not a member of this team"))?
-                        .role;
-                    Some((team_id, role))
+                    Some(membership(team_id, member)?)
                 }
             };
             Actor::User {
@@ -112,10 +96,75 @@ pub async fn authenticate(ctx: &mut Ctx<'_>, scope: TeamScope) -> Result<Actor, 
             }
         }
     };
+    Ok(logged(ctx, actor))
+}
+
+/// [`authenticate`] for a team-scoped credential endpoint, reading the team's credential
+/// for `provider` in the same D1 round trip as the key's row or the membership. The row is
+/// always the caller's own team's, and is returned only once the caller is authenticated.
+pub async fn authenticate_with_credential(
+    ctx: &mut Ctx<'_>,
+    provider: &Provider,
+) -> Result<(Actor, Option<CredentialRecord>), ApiError> {
+    let (actor, credential) = match take_presented(ctx)? {
+        Presented::Refused(e) => return Err(e),
+        Presented::ApiKey { hash } => {
+            let (record, credential) = ctx.repo.api_key_and_credential(&hash, provider).await?;
+            (key_actor(ctx, record).await?, credential)
+        }
+        Presented::Session(session) => {
+            let team_id = named_team(ctx)?;
+            let (member, credential) = ctx
+                .repo
+                .member_and_credential(&team_id, &session.user_id, provider)
+                .await?;
+            let actor = Actor::User {
+                user_id: session.user_id,
+                team: Some(membership(team_id, member)?),
+            };
+            (actor, credential)
+        }
+    };
+    Ok((logged(ctx, actor), credential))
+}
+
+fn take_presented(ctx: &mut Ctx<'_>) -> Result<Presented, ApiError> {
+    ctx.presented
+        .take()
+        .ok_or_else(|| ApiError::internal("authenticate called twice or on an open route"))
+}
+
+/// The actor of an API key's row, if the key is usable now. The team is the key's own;
+/// X-Team-ID is ignored, whatever it says.
+async fn key_actor(ctx: &Ctx<'_>, record: Option<ApiKeyRecord>) -> Result<Actor, ApiError> {
+    let record = record
+        .filter(|r| r.is_usable(ctx.now))
+        .ok_or_else(|| ApiError::unauthorized(INVALID_API_KEY))?;
+    if record.needs_last_used_update(ctx.now) {
+        ctx.repo
+            .touch_api_key(&record.id, ctx.now, LAST_USED_RESOLUTION_MS)
+            .await?;
+    }
+    Ok(record.actor())
+}
+
+/// The team a JWT caller names in X-Team-ID.
+fn named_team(ctx: &mut Ctx<'_>) -> Result<String, ApiError> {
+    let team_id = team_header(ctx.header("X-Team-ID"))?;
+    ctx.log.team_id = Some(team_id.clone());
+    Ok(team_id)
+}
+
+fn membership(team_id: String, member: Option<MemberRecord>) -> Result<(String, Role), ApiError> {
+    let member = member.ok_or_else(|| ApiError::forbidden("You are not a member of this team"))?;
+    Ok((team_id, member.role))
+}
+
+fn logged(ctx: &mut Ctx<'_>, actor: Actor) -> Actor {
     ctx.log.principal_kind = Some(actor.kind());
     ctx.log.principal_id = Some(actor.id().to_string());
     ctx.log.team_id = actor.team_id().map(str::to_string);
-    Ok(actor)
+    actor
 }
 
 fn team_header(value: Option<String>) -> Result<String, ApiError> {

@@ -309,6 +309,63 @@ impl Repo {
 
 // ---- credentials -----------------------------------------------------------------------
 impl Repo {
+    /// The API key with this hash and its team's credential for `provider`, in one D1
+    /// round trip. The credential is found through the key's own row, so it can only ever
+    /// be that key's team's; the caller still decides whether the key may act at all.
+    pub async fn api_key_and_credential(
+        &self,
+        key_hash: &str,
+        provider: &Provider,
+    ) -> Result<(Option<ApiKeyRecord>, Option<CredentialRecord>)> {
+        let key = self.stmt(
+            &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1"),
+            &[text(key_hash)],
+        )?;
+        let credential = self.stmt(
+            &format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM credentials \
+                 WHERE team_id = (SELECT team_id FROM api_keys WHERE key_hash = ?1) AND provider = ?2"
+            ),
+            &[text(key_hash), text(provider.name)],
+        )?;
+        let results = self.db.batch(vec![key, credential]).await?;
+        let key = first_row::<ApiKeyRow>(&results, 0)?
+            .map(ApiKeyRow::record)
+            .transpose()?;
+        let credential = first_row::<CredentialRow>(&results, 1)?
+            .map(CredentialRow::record)
+            .transpose()?;
+        Ok((key, credential))
+    }
+
+    /// The caller's membership in `team_id` and that team's credential for `provider`, in
+    /// one D1 round trip.
+    pub async fn member_and_credential(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        provider: &Provider,
+    ) -> Result<(Option<MemberRecord>, Option<CredentialRecord>)> {
+        let member = self.stmt(
+            "SELECT user_id, role, added_at FROM team_members WHERE team_id = ?1 AND user_id = ?2",
+            &[text(team_id), text(user_id)],
+        )?;
+        let credential = self.stmt(
+            &format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE team_id = ?1 AND provider = ?2"
+            ),
+            &[text(team_id), text(provider.name)],
+        )?;
+        let results = self.db.batch(vec![member, credential]).await?;
+        let member = first_row::<MemberRow>(&results, 0)?
+            .map(MemberRow::record)
+            .transpose()?;
+        let credential = first_row::<CredentialRow>(&results, 1)?
+            .map(CredentialRow::record)
+            .transpose()?;
+        Ok((member, credential))
+    }
+
     pub async fn credential(
         &self,
         team_id: &str,
@@ -582,6 +639,17 @@ pub struct Resealed<'a> {
     pub sealed: String,
     pub key_id: &'a str,
     pub audit: AuditEvent,
+}
+
+/// The first row of the `index`th result of a batch.
+fn first_row<T: for<'de> Deserialize<'de>>(
+    results: &[worker::D1Result],
+    index: usize,
+) -> Result<Option<T>> {
+    match results.get(index) {
+        Some(result) => Ok(result.results::<T>()?.into_iter().next()),
+        None => Ok(None),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -15,7 +15,7 @@ use crate::core::{
 };
 use crate::edge::{
     app::Ctx,
-    auth::{authenticate, TeamScope},
+    auth::{authenticate, authenticate_with_credential, TeamScope},
     http,
 };
 
@@ -58,6 +58,10 @@ fn stale() -> ApiError {
     )
 }
 
+fn none_configured() -> ApiError {
+    ApiError::not_found("No credential is configured for this provider")
+}
+
 async fn existing(
     ctx: &Ctx<'_>,
     team_id: &str,
@@ -66,19 +70,30 @@ async fn existing(
     ctx.repo
         .credential(team_id, provider)
         .await?
-        .ok_or_else(|| ApiError::not_found("No credential is configured for this provider"))
+        .ok_or_else(none_configured)
+}
+
+/// The provider the path names. An unknown one is a 404 only for a caller who passes
+/// authentication: an unauthenticated probe learns nothing about the registry.
+async fn provider(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<&'static Provider, ApiError> {
+    match matched.param().and_then(|slug| provider_for(&slug)) {
+        Ok(provider) => Ok(provider),
+        Err(unknown) => {
+            authenticate(ctx, TeamScope::Scoped).await?;
+            Err(unknown)
+        }
+    }
 }
 
 pub async fn put(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, ApiError> {
-    let actor = authenticate(ctx, TeamScope::Scoped).await?;
-    let provider = provider_for(&matched.param()?)?;
+    let provider = provider(ctx, matched).await?;
+    let (actor, current) = authenticate_with_credential(ctx, provider).await?;
     actor.may_write_credentials()?;
     let body: PutCredential = ctx.json_body().await?;
     body.validate()?;
     let ring = key_ring(ctx)?;
     let team_id = actor.team_id().unwrap_or_default();
 
-    let current = ctx.repo.credential(team_id, provider).await?;
     let expected = check_if_match(ctx.header("If-Match").as_deref(), current.as_ref())?;
     let sealed = ring.seal(
         body.api_key.as_bytes(),
@@ -105,11 +120,10 @@ pub async fn put(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, A
 
 /// Never decrypts: the response is built from the stored preview and status.
 pub async fn get(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, ApiError> {
-    let actor = authenticate(ctx, TeamScope::Scoped).await?;
-    let provider = provider_for(&matched.param()?)?;
+    let provider = provider(ctx, matched).await?;
+    let (actor, record) = authenticate_with_credential(ctx, provider).await?;
     actor.may_read_credentials()?;
-    let record = existing(ctx, actor.team_id().unwrap_or_default(), provider).await?;
-    Ok(respond(&record))
+    Ok(respond(&record.ok_or_else(none_configured)?))
 }
 
 pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
@@ -127,14 +141,18 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
 }
 
 pub async fn patch(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, ApiError> {
-    let actor = authenticate(ctx, TeamScope::Scoped).await?;
-    let provider = provider_for(&matched.param()?)?;
+    let provider = provider(ctx, matched).await?;
+    let (actor, first_read) = authenticate_with_credential(ctx, provider).await?;
     actor.may_write_credentials()?;
     let body: PatchCredential = ctx.json_body().await?;
     let team_id = actor.team_id().unwrap_or_default();
     let if_match = ctx.header("If-Match");
+    let mut first_read = Some(first_read);
     for _ in 0..ATTEMPTS {
-        let current = existing(ctx, team_id, provider).await?;
+        let current = match first_read.take() {
+            Some(read) => read.ok_or_else(none_configured)?,
+            None => existing(ctx, team_id, provider).await?,
+        };
         check_if_match(if_match.as_deref(), Some(&current))?;
         if body.cloud_fallback && current.status == Status::Revoked {
             return Err(ApiError::conflict(FALLBACK_NEEDS_ACTIVE_KEY));
@@ -167,13 +185,17 @@ pub async fn patch(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response,
 
 /// Revokes. Repeating it is harmless: a revoked credential is returned as it is.
 pub async fn delete(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, ApiError> {
-    let actor = authenticate(ctx, TeamScope::Scoped).await?;
-    let provider = provider_for(&matched.param()?)?;
+    let provider = provider(ctx, matched).await?;
+    let (actor, first_read) = authenticate_with_credential(ctx, provider).await?;
     actor.may_write_credentials()?;
     let team_id = actor.team_id().unwrap_or_default();
     let if_match = ctx.header("If-Match");
+    let mut first_read = Some(first_read);
     for _ in 0..ATTEMPTS {
-        let current = existing(ctx, team_id, provider).await?;
+        let current = match first_read.take() {
+            Some(read) => read.ok_or_else(none_configured)?,
+            None => existing(ctx, team_id, provider).await?,
+        };
         check_if_match(if_match.as_deref(), Some(&current))?;
         if current.status == Status::Revoked {
             return Ok(respond(&current));
