@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# The benchmark (issue 7): `./scripts/bench.sh`. Not part of the test command.
+#
+# 1. setup (scripts/setup.sh), wrk from apt if missing, the release build (scripts/build.sh);
+# 2. native microbenchmarks of the pure core (`cargo bench --bench core`, criterion);
+# 3. gzipped wasm size, and start-up: wrangler dev spawn to the first 200 from /healthz;
+# 4. the real worker (fresh state, schema applied, limits raised) and a floor worker
+#    (bench/floor: a constant response) under the same wrangler, loaded with wrk in
+#    interleaved rounds: (a) floor, (a') floor plus one console.log line (bench/floor-log,
+#    a reference), (b) GET /healthz, (c) GET credential with an sk- key, (d) the same GET
+#    with an HS256 JWT + X-Team-ID, (e) PUT credential (sk- key), and two more references
+#    that split the cost: (f) a 404 (no Durable Object, no D1), (g) a 401 for a forged
+#    sk- key (the IP limiter's Durable Object only), and (h) a JavaScript worker making the
+#    round trips of (c) and nothing else (bench/floor-io);
+# 5. medians per scenario, ratios to the floor, printed and written into BENCHMARKS.md
+#    (between the bench.sh markers; the rest of the file is left alone).
+#
+# Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (3s), BENCH_ROUNDS (5),
+# BENCH_THREADS (2), BENCH_CONNECTIONS (32), BENCH_CRITERION (1; 0 skips step 2),
+# BENCH_WRITE (1; 0 leaves BENCHMARKS.md alone), BENCH_VARS (more `--var NAME:VALUE` for the
+# worker, space-separated, for experiments). Every process it starts is stopped on exit.
+#
+# The worker runs from a snapshot of build/ and a copy of wrangler.toml without its [build]
+# section: the wasm is built once above, and wrangler's watcher cannot rebuild or reload it
+# mid-run when someone edits src/ or rebuilds build/. Secrets come from .dev.vars
+# (--env-file).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+
+DURATION=${BENCH_DURATION:-10s}
+WARMUP=${BENCH_WARMUP:-3s}
+ROUNDS=${BENCH_ROUNDS:-5}
+THREADS=${BENCH_THREADS:-2}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+ms_now() { echo $(( $(date +%s%N) / 1000000 )); }
+
+# ---- processes: each wrangler in its own session, so its whole group can be stopped ----
+groups=()
+cleanup() {
+  local g
+  for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
+  sleep 1
+  for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- 1. setup and build -----------------------------------------------------------------
+bash scripts/setup.sh
+if ! command -v wrk >/dev/null 2>&1; then
+  say "installing wrk from apt"
+  sudo_=""
+  [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq wrk >/dev/null
+fi
+command -v curl >/dev/null || { say "curl is required"; exit 1; }
+bash scripts/build.sh
+
+run_dir="target/bench/run-$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$run_dir"
+# wrangler appends every inspector message to a debug log file; keep this run's with it.
+export WRANGLER_LOG_PATH="$ROOT/$run_dir/wrangler-debug"
+# What is measured and served: this build, whatever happens to build/ meanwhile.
+cp -R build "$run_dir/build"
+results="$run_dir/results.tsv"
+meta="$run_dir/meta.env"
+: > "$results"
+: > "$meta"
+meta() { printf '%s=%s\n' "$1" "$2" >> "$meta"; }
+say "run directory: $run_dir"
+
+# ---- 2. native microbenchmarks ------------------------------------------------------------
+if [ "${BENCH_CRITERION:-1}" = 1 ]; then
+  say "cargo bench --bench core (criterion, a few minutes)"
+  rm -rf target/criterion
+  cargo bench --locked --bench core 2>&1 | tee "$run_dir/criterion.log" | grep -E '^[a-z_0-9]+/|time:' >&2
+fi
+
+# ---- 3a. size -----------------------------------------------------------------------------
+wasm="$run_dir/build/index_bg.wasm"
+meta wasm_bytes "$(wc -c < "$wasm")"
+meta wasm_gzip_bytes "$(gzip -9 -c "$wasm" | wc -c)"
+
+# ---- 4. the two workers -------------------------------------------------------------------
+free_port() {
+  node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
+status_of() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" || true; }
+
+# start NAME PORT STATE_DIR [wrangler dev args...]: spawns wrangler dev, waits for a 200
+# from READY_PATH, and records the spawn-to-ready time as startup_ms_NAME.
+start() {
+  local name=$1 port=$2 state=$3
+  shift 3
+  local log="$run_dir/$name.log" t0 pid code
+  t0=$(ms_now)
+  setsid "$WRANGLER" dev --ip 127.0.0.1 --port "$port" --inspector-port "$(free_port)" \
+    --persist-to "$state" --show-interactive-dev-session=false "$@" \
+    > "$log" 2>&1 < /dev/null &
+  pid=$!
+  groups+=("$pid")
+  while :; do
+    code=$(status_of --max-time 1 "http://127.0.0.1:$port$READY_PATH")
+    [ "$code" = 200 ] && break
+    if ! kill -0 "$pid" 2>/dev/null || [ $(( $(ms_now) - t0 )) -gt 180000 ]; then
+      say "$name did not become ready; its log:"
+      tail -50 "$log" >&2
+      exit 1
+    fi
+    sleep 0.05
+  done
+  meta "startup_ms_$name" "$(( $(ms_now) - t0 ))"
+  meta "pgid_$name" "$pid"
+  say "$name ready on port $port after $(( $(ms_now) - t0 )) ms"
+}
+
+# The build step wrangler runs before serving (a no-op here, but part of start-up).
+t0=$(ms_now); bash scripts/build.sh >/dev/null; meta build_noop_ms "$(( $(ms_now) - t0 ))"
+
+state="$run_dir/state"
+mkdir -p "$state" "$run_dir/floor-state" "$run_dir/floor-log-state" "$run_dir/floor-io-state"
+config="$run_dir/wrangler.toml"
+awk -v main="$ROOT/$run_dir/build/index.js" '
+  /^\[/ { skip = ($0 == "[build]") }
+  /^main = / { print "main = \"" main "\""; next }
+  !skip' wrangler.toml > "$config"
+"$WRANGLER" d1 execute DB --local --config "$config" --persist-to "$state" --file schema.sql \
+  > "$run_dir/schema.log" 2>&1
+worker_vars=(--var RATE_LIMIT_IP_REQUESTS:1000000000 --var RATE_LIMIT_PRINCIPAL_REQUESTS:1000000000)
+for v in ${BENCH_VARS:-}; do worker_vars+=(--var "$v"); done
+meta worker_vars "${worker_vars[*]}"
+worker_port=$(free_port)
+READY_PATH=/healthz start worker "$worker_port" "$state" \
+  --config "$config" --env-file "$ROOT/.dev.vars" "${worker_vars[@]}"
+floor_port=$(free_port)
+READY_PATH=/ start floor "$floor_port" "$run_dir/floor-state" --config bench/floor/wrangler.toml
+floor_log_port=$(free_port)
+READY_PATH=/ start floor_log "$floor_log_port" "$run_dir/floor-log-state" \
+  --config bench/floor-log/wrangler.toml
+floor_io_port=$(free_port)
+READY_PATH=/ start floor_io "$floor_io_port" "$run_dir/floor-io-state" \
+  --config bench/floor-io/wrangler.toml
+
+# ---- seed: a team (dev JWT), an sk- key, a credential ---------------------------------------
+base="http://127.0.0.1:$worker_port"
+json_field() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const v=JSON.parse(s)[process.argv[1]];if(v===undefined){console.error(s);process.exit(1)}console.log(v)})' "$1"; }
+jwt=$(node scripts/dev-token.mjs bench-owner 86400)
+team=$(curl -sf -X POST "$base/api/v1/teams" -H "Authorization: Bearer $jwt" \
+  -H 'Content-Type: application/json' -d '{"name": "bench"}' | json_field id)
+key=$(curl -sf -X POST "$base/api/v1/api-keys" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $team" \
+  -H 'Content-Type: application/json' -d '{"name": "bench", "kind": "secret"}' | json_field key)
+curl -sf -o /dev/null -X PUT "$base/api/v1/cloud-providers/comfy-cloud" -H "Authorization: Bearer $key" \
+  -H 'Content-Type: application/json' -d '{"api_key": "comfyui-bench-seed-0123456789", "cloud_fallback": false}'
+cred="$base/api/v1/cloud-providers/comfy-cloud"
+for check in \
+  "$(status_of "$cred" -H "Authorization: Bearer $key")" \
+  "$(status_of "$cred" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $team")"; do
+  [ "$check" = 200 ] || { say "seeded GET answered $check"; exit 1; }
+done
+[ "$(status_of "$base/api/v1/nothing-here")" = 404 ] || { say "expected a 404"; exit 1; }
+[ "$(status_of "$cred" -H "Authorization: Bearer sk-forged")" = 401 ] || { say "expected a 401"; exit 1; }
+say "seeded team $team, an sk- key and a credential"
+
+# ---- load ---------------------------------------------------------------------------------
+# CPU seconds (user + system) used so far by every process of a group.
+group_cpu_ticks() {
+  local pids
+  pids=$(pgrep -g "$1" || true)
+  [ -n "$pids" ] || { echo 0; return; }
+  # shellcheck disable=SC2086
+  (cd /proc && cat $(printf '%s/stat ' $pids) 2>/dev/null) \
+    | sed 's/^.*) //' | awk '{t += $12 + $13} END {print t + 0}'
+}
+pgid_of() { grep "^pgid_$1=" "$meta" | cut -d= -f2; }
+
+# scenario name -> group, and wrk arguments
+run_wrk() { # scenario duration
+  local s=$1 d=$2
+  local common=(--latency -t"$THREADS" -c"$CONNECTIONS" -d"$d" --timeout 10s)
+  case "$s" in
+    a_floor) wrk "${common[@]}" "http://127.0.0.1:$floor_port/" ;;
+    a2_floor_log) wrk "${common[@]}" "http://127.0.0.1:$floor_log_port/" ;;
+    f_404) wrk "${common[@]}" "$base/api/v1/nothing-here" ;;
+    g_401) wrk "${common[@]}" -H "Authorization: Bearer sk-forged" "$cred" ;;
+    h_floor_io) wrk "${common[@]}" "http://127.0.0.1:$floor_io_port/" ;;
+    b_healthz) wrk "${common[@]}" "$base/healthz" ;;
+    c_get_sk) wrk "${common[@]}" -H "Authorization: Bearer $key" "$cred" ;;
+    d_get_jwt) wrk "${common[@]}" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $team" "$cred" ;;
+    e_put_sk) BENCH_AUTH=$key wrk "${common[@]}" -s bench/put.lua "$cred" ;;
+  esac
+}
+# wrk prints latencies as 812.00us, 1.53ms or 1.02s: to milliseconds.
+to_ms() { awk -v v="$1" 'BEGIN {
+  n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+  if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
+  printf "%.3f", n }'; }
+
+scenarios=(a_floor a2_floor_log f_404 g_401 b_healthz c_get_sk d_get_jwt e_put_sk h_floor_io)
+say "warm-up: $WARMUP per scenario"
+for s in "${scenarios[@]}"; do run_wrk "$s" "$WARMUP" > "$run_dir/warmup-$s.txt"; done
+
+printf 'scenario\tround\trps\tp50_ms\tp99_ms\trequests\tnon2xx\tsocket_errors\tcpu_ms_per_req\n' > "$results"
+for round in $(seq 1 "$ROUNDS"); do
+  for s in "${scenarios[@]}"; do
+    out="$run_dir/wrk-$s-$round.txt"
+    case "$s" in
+      a_floor) pg=$(pgid_of floor) ;;
+      a2_floor_log) pg=$(pgid_of floor_log) ;;
+      h_floor_io) pg=$(pgid_of floor_io) ;;
+      *) pg=$(pgid_of worker) ;;
+    esac
+    c0=$(group_cpu_ticks "$pg")
+    run_wrk "$s" "$DURATION" > "$out"
+    c1=$(group_cpu_ticks "$pg")
+    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+    requests=$(awk '/requests in/ {print $1}' "$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+    errors=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$out")
+    ticks=$(getconf CLK_TCK)
+    cpu=$(awk -v a="$c0" -v b="$c1" -v n="$requests" -v hz="$ticks" \
+      'BEGIN { printf "%.3f", (n > 0) ? (b - a) * 1000 / hz / n : 0 }')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$round" "$rps" "$p50" "$p99" \
+      "$requests" "${non2xx:-0}" "${errors:-0}" "$cpu" >> "$results"
+    say "round $round $s: $rps req/s, p50 $p50 ms, p99 $p99 ms, non-2xx ${non2xx:-0}, cpu ${cpu} ms/req"
+  done
+done
+
+# ---- 5. report ------------------------------------------------------------------------------
+meta date "$(date -u +%Y-%m-%dT%H:%MZ)"
+meta nproc "$(nproc)"
+meta cpu "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+meta mem "$(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+meta load "$(cut -d' ' -f1-3 /proc/loadavg)"
+meta wrangler "$("$WRANGLER" --version 2>/dev/null | tail -1)"
+meta workerd "$(node -p 'require("./node_modules/@cloudflare/workerd-linux-64/package.json").version')"
+meta node "$(node --version)"
+meta rustc "$(rustc --version)"
+meta worker_crate "$(awk '/^name = "worker"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)"
+meta wrk "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
+meta commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src/ modified)')"
+meta wrk_args "-t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS interleaved rounds after a $WARMUP warm-up each"
+
+node bench/report.mjs "$run_dir" "${BENCH_WRITE:-1}"
