@@ -97,7 +97,16 @@ fn describe(e: &serde_json::Error) -> String {
     let text = e.to_string();
     let quoted = |prefix: &str| {
         text.strip_prefix(prefix)
-            .and_then(|rest| rest.split('`').next())
+            // A key may itself hold backticks: it ends where serde's own suffix starts,
+            // not at its first backtick (`{"ri`": 1}` must not read as field `ri`).
+            .and_then(|rest| {
+                let end = ["`, expected ", "`, there are no fields"]
+                    .iter()
+                    .filter_map(|suffix| rest.rfind(suffix))
+                    .max()
+                    .or_else(|| rest.find('`'))?;
+                Some(&rest[..end])
+            })
             // Only a name shaped like ours is echoed: a client may have put a secret in
             // a key, and an error must not reflect it.
             .filter(|name| {
@@ -221,6 +230,22 @@ mod tests {
     #[test]
     fn key_counting_ignores_colons_inside_strings() {
         assert_eq!(count_keys(r#"{"a": "b:c", "d\"": {"e": 1}}"#), 3);
+    }
+
+    #[test]
+    fn a_key_with_a_backtick_is_never_cut_down_to_a_field_name() {
+        // Found by `fuzz/request_body`: `{"ri`":2}` was answered "Unknown field `ri`".
+        for text in [
+            "{\"ri`\":2}",
+            r#"{"api_key": "x", "ri`, expected one of": 1}"#,
+            r#"{"api_key": "x", "ri`x`, there are no fields": 1}"#,
+        ] {
+            assert_eq!(
+                err(text).message,
+                "Request body has an unknown field",
+                "{text}"
+            );
+        }
     }
 
     #[test]
