@@ -42,19 +42,26 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ApiError::invalid_request("Request body is not valid UTF-8"))?;
-    reject_duplicate_keys(text)?;
+    let parsed = reject_duplicate_keys(text)?;
+    // serde's derived structs also read an array, by position (`["key", true]`), which
+    // would skip the field-name checks: every body is an object.
+    if !parsed.is_object() {
+        return Err(ApiError::invalid_request(
+            "Request body is of the wrong type: it must be a JSON object",
+        ));
+    }
     serde_json::from_str(text).map_err(|e| ApiError::invalid_request(describe(&e)))
 }
 
 /// serde keeps the last of two equal keys; a body that says two things is refused instead.
 /// The keys as written are counted against the keys serde kept.
-fn reject_duplicate_keys(text: &str) -> Result<(), ApiError> {
+fn reject_duplicate_keys(text: &str) -> Result<serde_json::Value, ApiError> {
     let parsed: serde_json::Value =
         serde_json::from_str(text).map_err(|e| ApiError::invalid_request(describe(&e)))?;
     if count_keys(text) != count_parsed_keys(&parsed) {
         return Err(ApiError::invalid_request("Request body repeats a field"));
     }
-    Ok(())
+    Ok(parsed)
 }
 
 fn count_parsed_keys(v: &serde_json::Value) -> usize {
@@ -230,6 +237,28 @@ mod tests {
     #[test]
     fn key_counting_ignores_colons_inside_strings() {
         assert_eq!(count_keys(r#"{"a": "b:c", "d\"": {"e": 1}}"#), 3);
+    }
+
+    #[test]
+    fn an_array_is_not_read_as_a_body_by_position() {
+        // Found by `fuzz/request_body`: `[""]` parsed as a one-field struct, and
+        // `["x", true]` was a PUT body with no field names to check.
+        for text in [
+            r#"[""]"#,
+            r#"["x", true]"#,
+            r#"["x"]"#,
+            "\"x\"",
+            "1",
+            "null",
+        ] {
+            let e = err(text);
+            assert_eq!(e.status(), 400, "{text}");
+            assert!(
+                e.message.contains("must be a JSON object"),
+                "{text}: {}",
+                e.message
+            );
+        }
     }
 
     #[test]
