@@ -32,10 +32,10 @@ const LABELS = {
   f_404: "(f) reference: 404 (no DO, no D1)",
   g_401: "(g) reference: 401, forged `sk-` key (1 DO, no D1)",
   b_healthz: "(b) `GET /healthz` (1 DO, 1 D1)",
-  c_get_sk: "(c) `GET` credential, `sk-` key (2 DO, 2 D1)",
-  d_get_jwt: "(d) `GET` credential, HS256 JWT + `X-Team-ID` (2 DO, 2 D1)",
-  e_put_sk: "(e) `PUT` credential, `sk-` key (2 DO, 2 D1 + 1 batch)",
-  h_floor_io: "(h) reference: JS worker making (c)'s round trips only (2 DO, 2 D1)",
+  c_get_sk: "(c) `GET` credential, `sk-` key (2 DO, 1 D1 batch of 2 reads)",
+  d_get_jwt: "(d) `GET` credential, HS256 JWT + `X-Team-ID` (2 DO, 1 D1 batch of 2 reads)",
+  e_put_sk: "(e) `PUT` credential, `sk-` key (2 DO, 1 D1 read batch + 1 write batch)",
+  h_floor_io: "(h) reference: JS worker making (c)'s round trips only (2 DO, 1 D1 batch of 2 reads)",
 };
 const scenarios = Object.keys(LABELS).filter((s) => rows.some((r) => r.scenario === s));
 const by = (s) => rows.filter((r) => r.scenario === s);
