@@ -111,6 +111,50 @@ fn percent_decode(raw: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// The query of a request URL as `application/x-www-form-urlencoded` pairs, decoded the
+/// way browsers and the `url` crate do (`+` is a space, a broken escape stays as written,
+/// invalid UTF-8 becomes U+FFFD), without linking a whole URL parser into the worker.
+pub fn query_pairs(url: &str) -> Vec<(String, String)> {
+    let query = url
+        .split_once('?')
+        .map_or("", |(_, q)| q.split('#').next().unwrap_or(""));
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(name), form_decode(value))
+        })
+        .collect()
+}
+
+fn form_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| raw.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, None) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum RouteError {
     NotFound,
@@ -208,5 +252,28 @@ mod tests {
         assert_eq!(match_template("/a/{x}/c", "/a/b/c"), Some(vec!["b"]));
         assert_eq!(match_template("/a/{x}/c", "/a//c"), None);
         assert_eq!(match_template("/a/{x}", "/a/b/c"), None);
+    }
+
+    #[test]
+    fn query_pairs_decode_like_a_form() {
+        let pairs = |url| query_pairs(url);
+        assert_eq!(
+            pairs("https://h/p?limit=2&cursor=01%2Dab+c&&flag#frag"),
+            vec![
+                ("limit".into(), "2".into()),
+                ("cursor".into(), "01-ab c".into()),
+                ("flag".into(), String::new()),
+            ]
+        );
+        assert_eq!(pairs("https://h/p"), vec![]);
+        assert_eq!(
+            pairs("https://h/p?a=%zz%4"),
+            vec![("a".into(), "%zz%4".into())]
+        );
+        assert_eq!(
+            pairs("https://h/p?a=%ff"),
+            vec![("a".into(), "\u{fffd}".into())]
+        );
+        assert_eq!(pairs("https://h/p?a=b=c"), vec![("a".into(), "b=c".into())]);
     }
 }

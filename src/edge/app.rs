@@ -103,10 +103,9 @@ async fn dispatch(
     log: &mut RequestLog,
     now: UnixMillis,
 ) -> Result<Response, ApiError> {
-    let url = req
-        .url()
-        .map_err(|_| ApiError::invalid_request("Malformed request URL"))?;
-    let path = url.path();
+    // The runtime hands over a parsed, normalised URL; its path needs no second parser.
+    let path = req.path();
+    let path = path.as_str();
     let config = config(env)
         .map_err(|e| ApiError::unavailable("The service is misconfigured", e.to_string()))?;
     if path.starts_with("/api/") {

@@ -1,6 +1,6 @@
 use worker::Response;
 
-use crate::core::{audit::page_request, error::ApiError};
+use crate::core::{audit::page_request, error::ApiError, routes::query_pairs};
 use crate::edge::{
     app::Ctx,
     auth::{authenticate, TeamScope},
@@ -11,14 +11,7 @@ use crate::edge::{
 pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     let actor = authenticate(ctx, TeamScope::Scoped).await?;
     actor.may_manage("The audit trail cannot be read with an API key")?;
-    let url = ctx
-        .req
-        .url()
-        .map_err(|_| ApiError::invalid_request("Malformed request URL"))?;
-    let page = page_request(
-        url.query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned())),
-    )?;
+    let page = page_request(query_pairs(&ctx.req.inner().url()).into_iter())?;
     let mut events = ctx
         .repo
         .audit_events(actor.team_id().unwrap_or_default(), &page)
