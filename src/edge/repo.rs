@@ -328,14 +328,8 @@ impl Repo {
             ),
             &[text(key_hash), text(provider.name)],
         )?;
-        let results = self.db.batch(vec![key, credential]).await?;
-        let key = first_row::<ApiKeyRow>(&results, 0)?
-            .map(ApiKeyRow::record)
-            .transpose()?;
-        let credential = first_row::<CredentialRow>(&results, 1)?
-            .map(CredentialRow::record)
-            .transpose()?;
-        Ok((key, credential))
+        self.caller_and_credential(key, credential, ApiKeyRow::record)
+            .await
     }
 
     /// The caller's membership in `team_id` and that team's credential for `provider`, in
@@ -356,14 +350,23 @@ impl Repo {
             ),
             &[text(team_id), text(provider.name)],
         )?;
-        let results = self.db.batch(vec![member, credential]).await?;
-        let member = first_row::<MemberRow>(&results, 0)?
-            .map(MemberRow::record)
-            .transpose()?;
+        self.caller_and_credential(member, credential, MemberRow::record)
+            .await
+    }
+
+    /// Runs the caller's read and the credential's read as one D1 batch: one round trip.
+    async fn caller_and_credential<Row: for<'de> Deserialize<'de>, Caller>(
+        &self,
+        caller: D1PreparedStatement,
+        credential: D1PreparedStatement,
+        record: fn(Row) -> Result<Caller>,
+    ) -> Result<(Option<Caller>, Option<CredentialRecord>)> {
+        let results = self.db.batch(vec![caller, credential]).await?;
+        let caller = first_row::<Row>(&results, 0)?.map(record).transpose()?;
         let credential = first_row::<CredentialRow>(&results, 1)?
             .map(CredentialRow::record)
             .transpose()?;
-        Ok((member, credential))
+        Ok((caller, credential))
     }
 
     pub async fn credential(

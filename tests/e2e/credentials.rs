@@ -1,65 +1,8 @@
 //! The credential endpoints of seeds 000 and 001 and their siblings, against real D1.
 
 use crate::support::*;
-use edge_credentials::core::{
-    credentials::preview,
-    crypto::{credential_aad, KeyRing},
-};
+use edge_credentials::core::credentials::preview;
 use serde_json::{json, Value};
-
-const PATH: &str = "/api/v1/cloud-providers/comfy-cloud";
-
-/// A team with an owner, and calls made as that owner.
-struct Team {
-    id: String,
-    owner: String,
-}
-
-impl Team {
-    fn new(w: &Worker) -> Team {
-        let owner = unique_user("owner");
-        Team {
-            id: new_team(w, &owner),
-            owner,
-        }
-    }
-    fn call<'w>(&self, call: Call<'w>) -> Call<'w> {
-        call.bearer(&token(&self.owner))
-            .header("X-Team-ID", &self.id)
-    }
-    fn put(&self, w: &Worker, body: Value) -> Reply {
-        self.call(Call::put(w, PATH)).json(&body).send()
-    }
-    fn get(&self, w: &Worker) -> Reply {
-        self.call(Call::get(w, PATH)).send()
-    }
-    fn key(&self, w: &Worker, body: Value) -> String {
-        new_key(w, &self.owner, &self.id, body)["key"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-    fn stored(&self, w: &Worker) -> Value {
-        let rows = w.d1(&format!(
-            "SELECT * FROM credentials WHERE team_id = '{}' AND provider = 'comfy_cloud'",
-            self.id
-        ));
-        rows.into_iter().next().unwrap_or(Value::Null)
-    }
-}
-
-fn dev_ring() -> KeyRing {
-    KeyRing::from_config(&dev_var("CREDENTIAL_KEYS")).unwrap()
-}
-
-fn decrypt(ring: &KeyRing, team: &str, row: &Value) -> String {
-    let blob = row["ciphertext"].as_str().expect("a sealed key");
-    String::from_utf8(
-        ring.open(blob, &credential_aad(team, "comfy_cloud"))
-            .unwrap(),
-    )
-    .unwrap()
-}
 
 #[test]
 fn the_seed_example_gives_the_seed_response() {
@@ -139,7 +82,7 @@ fn cloud_fallback_defaults_to_false_and_a_second_put_keeps_created_at() {
         preview("comfyui-second-key-111111111111111111111")
     );
     assert_eq!(
-        decrypt(&dev_ring(), &team.id, &team.stored(w)),
+        decrypt(&dev_ring(), &team.id, &team.row(w)),
         "comfyui-second-key-111111111111111111111"
     );
 }
@@ -151,15 +94,15 @@ fn every_status_code_of_the_endpoints() {
     let team = Team::new(w);
     let good = json!({"api_key": "comfyui-abc"});
     // 401, 400 (X-Team-ID), 403 (not a member), 404 (provider; nothing configured yet), 405.
-    Call::put(w, PATH)
+    Call::put(w, CREDENTIAL_PATH)
         .json(&good)
         .send()
         .assert_error(401, "unauthorized");
-    Call::get(w, PATH)
+    Call::get(w, CREDENTIAL_PATH)
         .bearer(&token(&team.owner))
         .send()
         .assert_error(400, "invalid_request");
-    Call::get(w, PATH)
+    Call::get(w, CREDENTIAL_PATH)
         .bearer(&token(&unique_user("stranger")))
         .header("X-Team-ID", &team.id)
         .send()
@@ -172,7 +115,7 @@ fn every_status_code_of_the_endpoints() {
         .send()
         .assert_error(404, "not_found");
     team.get(w).assert_error(404, "not_found");
-    team.call(Call::post(w, PATH))
+    team.call(Call::post(w, CREDENTIAL_PATH))
         .json(&good)
         .send()
         .assert_error(405, "method_not_allowed");
@@ -201,12 +144,12 @@ fn every_status_code_of_the_endpoints() {
     let big = json!({"api_key": "x".repeat(17 * 1024)})
         .to_string()
         .into_bytes();
-    team.call(Call::put(w, PATH))
+    team.call(Call::put(w, CREDENTIAL_PATH))
         .header("Content-Type", "application/json")
         .raw_body(big)
         .send()
         .assert_error(413, "payload_too_large");
-    team.call(Call::put(w, PATH))
+    team.call(Call::put(w, CREDENTIAL_PATH))
         .header("Content-Type", "text/plain")
         .raw_body(b"{\"api_key\": \"x\"}".to_vec())
         .send()
@@ -215,23 +158,26 @@ fn every_status_code_of_the_endpoints() {
     let etag = team.get(w).header("etag").unwrap().to_string();
     team.put(w, good.clone());
     let stale = team
-        .call(Call::put(w, PATH))
+        .call(Call::put(w, CREDENTIAL_PATH))
         .header("If-Match", &etag)
         .json(&good)
         .send();
     stale.assert_error(412, "precondition_failed");
     let fresh = team.get(w).header("etag").unwrap().to_string();
     assert_eq!(
-        team.call(Call::put(w, PATH))
+        team.call(Call::put(w, CREDENTIAL_PATH))
             .header("If-Match", &fresh)
             .json(&good)
             .send()
             .status,
         200
     );
-    assert_eq!(team.call(Call::delete(w, PATH)).send().status, 200);
+    assert_eq!(
+        team.call(Call::delete(w, CREDENTIAL_PATH)).send().status,
+        200
+    );
     let r = team
-        .call(Call::patch(w, PATH))
+        .call(Call::patch(w, CREDENTIAL_PATH))
         .json(&json!({"cloud_fallback": true}))
         .send();
     r.assert_error(409, "conflict");
@@ -249,7 +195,7 @@ fn patch_and_delete_honour_if_match() {
         .unwrap()
         .to_string();
     let patched = team
-        .call(Call::patch(w, PATH))
+        .call(Call::patch(w, CREDENTIAL_PATH))
         .header("If-Match", &etag_1)
         .json(&json!({"cloud_fallback": true}))
         .send();
@@ -257,12 +203,12 @@ fn patch_and_delete_honour_if_match() {
     assert_eq!(patched.json()["cloud_fallback"], true);
     let etag_2 = patched.header("etag").unwrap().to_string();
     assert_ne!(etag_1, etag_2);
-    team.call(Call::patch(w, PATH))
+    team.call(Call::patch(w, CREDENTIAL_PATH))
         .header("If-Match", &etag_1)
         .json(&json!({"cloud_fallback": false}))
         .send()
         .assert_error(412, "precondition_failed");
-    team.call(Call::delete(w, PATH))
+    team.call(Call::delete(w, CREDENTIAL_PATH))
         .header("If-Match", &etag_1)
         .send()
         .assert_error(412, "precondition_failed");
@@ -272,13 +218,13 @@ fn patch_and_delete_honour_if_match() {
         "a refused write changes nothing"
     );
     assert_eq!(
-        team.call(Call::delete(w, PATH))
+        team.call(Call::delete(w, CREDENTIAL_PATH))
             .header("If-Match", &etag_2)
             .send()
             .status,
         200
     );
-    team.call(Call::patch(w, PATH))
+    team.call(Call::patch(w, CREDENTIAL_PATH))
         .json(&json!({}))
         .send()
         .assert_error(400, "invalid_request");
@@ -295,18 +241,18 @@ fn delete_revokes_destroys_the_ciphertext_and_keeps_the_row() {
             json!({"api_key": "comfyui-to-be-revoked-000000000000000", "cloud_fallback": true}),
         )
         .json();
-    assert!(team.stored(w)["ciphertext"].is_string());
-    let r = team.call(Call::delete(w, PATH)).send();
+    assert!(team.row(w)["ciphertext"].is_string());
+    let r = team.call(Call::delete(w, CREDENTIAL_PATH)).send();
     assert_eq!(r.status, 200, "{}", r.text);
     let revoked = r.json();
     assert_eq!(revoked["credential_status"], "revoked");
     assert_eq!(revoked["cloud_fallback"], false);
     assert_eq!(revoked["created_at"], put["created_at"]);
-    let row = team.stored(w);
+    let row = team.row(w);
     assert_eq!(row["ciphertext"], Value::Null, "ciphertext destroyed");
     assert_eq!(row["status"], "revoked");
     // Repeating the DELETE is harmless, and GET still reports the status.
-    let again = team.call(Call::delete(w, PATH)).send();
+    let again = team.call(Call::delete(w, CREDENTIAL_PATH)).send();
     assert_eq!((again.status, again.json()), (200, revoked.clone()));
     assert_eq!(team.get(w).json(), revoked);
     // A new PUT brings it back, with the first configuration time.
@@ -331,10 +277,16 @@ fn read_and_write_permissions_follow_roles_scopes_and_key_kinds() {
             .status
     };
     let body = json!({"api_key": "comfyui-xyz"});
-    assert_eq!(as_user(&member, Call::get(w, PATH)), 200);
-    assert_eq!(as_user(&member, Call::put(w, PATH).json(&body)), 403);
-    assert_eq!(as_user(&member, Call::delete(w, PATH)), 403);
-    assert_eq!(as_user(&admin, Call::put(w, PATH).json(&body)), 200);
+    assert_eq!(as_user(&member, Call::get(w, CREDENTIAL_PATH)), 200);
+    assert_eq!(
+        as_user(&member, Call::put(w, CREDENTIAL_PATH).json(&body)),
+        403
+    );
+    assert_eq!(as_user(&member, Call::delete(w, CREDENTIAL_PATH)), 403);
+    assert_eq!(
+        as_user(&admin, Call::put(w, CREDENTIAL_PATH).json(&body)),
+        200
+    );
 
     let device = team.key(w, json!({"name": "gpu", "kind": "device"}));
     let read_only = team.key(
@@ -347,24 +299,30 @@ fn read_and_write_permissions_follow_roles_scopes_and_key_kinds() {
     );
     let full = team.key(w, json!({"name": "rw", "kind": "secret"}));
     let as_key = |k: &str, c: Call| c.bearer(k).send().status;
-    assert_eq!(as_key(&device, Call::get(w, PATH)), 200);
+    assert_eq!(as_key(&device, Call::get(w, CREDENTIAL_PATH)), 200);
     assert_eq!(
-        as_key(&device, Call::put(w, PATH).json(&body)),
+        as_key(&device, Call::put(w, CREDENTIAL_PATH).json(&body)),
         403,
         "dk- keys are read-only"
     );
     assert_eq!(
         as_key(
             &device,
-            Call::patch(w, PATH).json(&json!({"cloud_fallback": true}))
+            Call::patch(w, CREDENTIAL_PATH).json(&json!({"cloud_fallback": true}))
         ),
         403
     );
-    assert_eq!(as_key(&device, Call::delete(w, PATH)), 403);
-    assert_eq!(as_key(&read_only, Call::get(w, PATH)), 200);
-    assert_eq!(as_key(&read_only, Call::put(w, PATH).json(&body)), 403);
-    assert_eq!(as_key(&write_only, Call::get(w, PATH)), 403);
-    assert_eq!(as_key(&write_only, Call::put(w, PATH).json(&body)), 200);
+    assert_eq!(as_key(&device, Call::delete(w, CREDENTIAL_PATH)), 403);
+    assert_eq!(as_key(&read_only, Call::get(w, CREDENTIAL_PATH)), 200);
+    assert_eq!(
+        as_key(&read_only, Call::put(w, CREDENTIAL_PATH).json(&body)),
+        403
+    );
+    assert_eq!(as_key(&write_only, Call::get(w, CREDENTIAL_PATH)), 403);
+    assert_eq!(
+        as_key(&write_only, Call::put(w, CREDENTIAL_PATH).json(&body)),
+        200
+    );
     assert_eq!(as_key(&full, Call::get(w, "/api/v1/cloud-providers")), 200);
 }
 
@@ -379,21 +337,21 @@ fn a_key_acts_on_its_own_team_whatever_x_team_id_says() {
     );
     let key_a = a.key(w, json!({"name": "a", "kind": "secret"}));
     // Naming team B changes nothing: the key writes and reads team A's credential.
-    let r = Call::put(w, PATH)
+    let r = Call::put(w, CREDENTIAL_PATH)
         .bearer(&key_a)
         .header("X-Team-ID", &b.id)
         .json(&json!({"api_key": "comfyui-team-a-key-1111111111111111111"}))
         .send();
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
-        decrypt(&dev_ring(), &a.id, &a.stored(w)),
+        decrypt(&dev_ring(), &a.id, &a.row(w)),
         "comfyui-team-a-key-1111111111111111111"
     );
     assert_eq!(
-        decrypt(&dev_ring(), &b.id, &b.stored(w)),
+        decrypt(&dev_ring(), &b.id, &b.row(w)),
         "comfyui-team-b-key-0000000000000000000"
     );
-    let read = Call::get(w, PATH)
+    let read = Call::get(w, CREDENTIAL_PATH)
         .bearer(&key_a)
         .header("X-Team-ID", &b.id)
         .send()
@@ -402,7 +360,7 @@ fn a_key_acts_on_its_own_team_whatever_x_team_id_says() {
         read["key_preview"],
         preview("comfyui-team-a-key-1111111111111111111")
     );
-    Call::delete(w, PATH)
+    Call::delete(w, CREDENTIAL_PATH)
         .bearer(&key_a)
         .header("X-Team-ID", &b.id)
         .send();
@@ -412,7 +370,7 @@ fn a_key_acts_on_its_own_team_whatever_x_team_id_says() {
         "team B untouched"
     );
     // A user of team A naming team B is refused; a user of C sees none of B.
-    Call::get(w, PATH)
+    Call::get(w, CREDENTIAL_PATH)
         .bearer(&token(&a.owner))
         .header("X-Team-ID", &b.id)
         .send()
@@ -437,7 +395,7 @@ fn the_stored_row_holds_no_plaintext() {
         std::process::id()
     );
     assert_eq!(team.put(w, json!({ "api_key": canary })).status, 200);
-    let row = team.stored(w);
+    let row = team.row(w);
     assert!(!row.to_string().contains(&canary));
     assert!(row["ciphertext"]
         .as_str()
@@ -480,17 +438,17 @@ fn changes_are_audited_atomically_newest_first_with_cursors() {
     let team = Team::new(w);
     let put = team.put(w, json!({"api_key": "comfyui-abc"}));
     let patch = team
-        .call(Call::patch(w, PATH))
+        .call(Call::patch(w, CREDENTIAL_PATH))
         .json(&json!({"cloud_fallback": true}))
         .send();
     let stale = team
-        .call(Call::put(w, PATH))
+        .call(Call::put(w, CREDENTIAL_PATH))
         .header("If-Match", "\"999\"")
         .json(&json!({"api_key": "x"}))
         .send();
     assert_eq!(stale.status, 412);
-    let delete = team.call(Call::delete(w, PATH)).send();
-    team.call(Call::delete(w, PATH)).send(); // no change, no event
+    let delete = team.call(Call::delete(w, CREDENTIAL_PATH)).send();
+    team.call(Call::delete(w, CREDENTIAL_PATH)).send(); // no change, no event
 
     let page = |query: &str| {
         let r = team
@@ -566,7 +524,7 @@ fn twenty_concurrent_puts_leave_one_consistent_row() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
-    let row = team.stored(w);
+    let row = team.row(w);
     let plaintext = decrypt(&dev_ring(), &team.id, &row);
     assert!(keys.contains(&plaintext));
     assert_eq!(

@@ -2,64 +2,9 @@
 //! canary key that must never leave the worker.
 
 use crate::support::*;
-use edge_credentials::core::{
-    credentials::preview,
-    crypto::{credential_aad, KeyRing},
-};
+use edge_credentials::core::credentials::preview;
 use serde_json::{json, Value};
 use std::{sync::Mutex, time::Duration};
-
-const PATH: &str = "/api/v1/cloud-providers/comfy-cloud";
-
-struct Team {
-    id: String,
-    owner: String,
-}
-
-impl Team {
-    fn new(w: &Worker) -> Team {
-        let owner = unique_user("owner");
-        Team {
-            id: new_team(w, &owner),
-            owner,
-        }
-    }
-    fn call<'w>(&self, call: Call<'w>) -> Call<'w> {
-        call.bearer(&token(&self.owner))
-            .header("X-Team-ID", &self.id)
-    }
-    fn put(&self, w: &Worker, api_key: &str) -> Reply {
-        self.call(Call::put(w, PATH))
-            .json(&json!({ "api_key": api_key }))
-            .send()
-    }
-    /// The stored row, read from the D1 file.
-    fn row(&self, w: &Worker) -> Value {
-        w.d1(&format!(
-            "SELECT * FROM credentials WHERE team_id = '{}'",
-            self.id
-        ))
-        .into_iter()
-        .next()
-        .unwrap_or(Value::Null)
-    }
-    fn audit_count(&self, w: &Worker) -> u64 {
-        w.d1(&format!(
-            "SELECT COUNT(*) AS n FROM audit_events WHERE team_id = '{}'",
-            self.id
-        ))[0]["n"]
-            .as_u64()
-            .unwrap()
-    }
-    /// The plaintext the stored row decrypts to, with the dev key ring.
-    fn decrypted(&self, w: &Worker) -> String {
-        let ring = KeyRing::from_config(&dev_var("CREDENTIAL_KEYS")).unwrap();
-        let row = self.row(w);
-        let blob = row["ciphertext"].as_str().expect("a sealed key");
-        let opened = ring.open(blob, &credential_aad(&self.id, "comfy_cloud"));
-        String::from_utf8(opened.unwrap()).unwrap()
-    }
-}
 
 fn assert_no_internals(r: &Reply) {
     let text = r.text.to_ascii_lowercase();
@@ -75,7 +20,7 @@ fn a_d1_failure_during_a_write_commits_nothing_and_a_retry_succeeds() {
     let team = Team::new(w);
     let before = "comfyui-fault-before-0123456789";
     let after = "comfyui-fault-after-9876543210";
-    assert_eq!(team.put(w, before).status, 200);
+    assert_eq!(team.put(w, json!({ "api_key": before })).status, 200);
     let row_before = team.row(w);
     assert_eq!(team.audit_count(w), 1);
 
@@ -86,27 +31,23 @@ fn a_d1_failure_during_a_write_commits_nothing_and_a_retry_succeeds() {
         assert_no_internals(&r);
         r
     };
-    failing(Call::put(w, PATH).json(&json!({ "api_key": after, "cloud_fallback": true })));
-    failing(Call::patch(w, PATH).json(&json!({ "cloud_fallback": true })));
-    let refused = failing(Call::delete(w, PATH));
+    failing(
+        Call::put(w, CREDENTIAL_PATH).json(&json!({ "api_key": after, "cloud_fallback": true })),
+    );
+    failing(Call::patch(w, CREDENTIAL_PATH).json(&json!({ "cloud_fallback": true })));
+    let refused = failing(Call::delete(w, CREDENTIAL_PATH));
 
     assert_eq!(team.row(w), row_before, "the row is exactly as before");
     assert_eq!(team.decrypted(w), before);
     assert_eq!(team.audit_count(w), 1, "no audit event without its change");
     // The cause is in the log, not in the response.
-    let id = refused.header("x-request-id").unwrap().to_string();
-    assert!(w.log_eventually_contains(&id));
-    let line = w
-        .request_logs()
-        .into_iter()
-        .find(|l| l["request_id"] == id.as_str())
-        .unwrap();
+    let line = w.log_line_of(&refused);
     assert_eq!(line["status"], 503);
     assert!(line["error"].as_str().unwrap().contains("d1"), "{line}");
 
     // The same write, retried without the fault, succeeds and is audited once.
     let retried = team
-        .call(Call::put(w, PATH))
+        .call(Call::put(w, CREDENTIAL_PATH))
         .json(&json!({ "api_key": after, "cloud_fallback": true }))
         .send();
     assert_eq!(retried.status, 200, "{}", retried.text);
@@ -124,7 +65,7 @@ fn a_worker_killed_mid_write_loses_no_committed_credential() {
     // Keep writing until the worker is killed; remember the last write it acknowledged.
     let acked: Mutex<Option<usize>> = Mutex::new(None);
     let written = |i: usize| {
-        team.call(Call::put(&first, PATH))
+        team.call(Call::put(&first, CREDENTIAL_PATH))
             .json(&json!({ "api_key": key(i) }))
             .try_send()
             .is_ok_and(|r| r.status == 200)
@@ -157,7 +98,7 @@ fn a_worker_killed_mid_write_loses_no_committed_credential() {
         "acknowledged {:?}, found {stored:?}",
         key(last)
     );
-    let r = team.call(Call::get(&second, PATH)).send();
+    let r = team.call(Call::get(&second, CREDENTIAL_PATH)).send();
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["key_preview"], preview(&stored));
     assert_eq!(r.json()["credential_status"], "active");
@@ -206,7 +147,7 @@ fn hostile_bodies_are_refused_cleanly_and_store_nothing() {
     let _log = w.on_failure();
     let team = Team::new(w);
     let send = |body: Vec<u8>| {
-        team.call(Call::put(w, PATH))
+        team.call(Call::put(w, CREDENTIAL_PATH))
             .header("Content-Type", "application/json")
             .raw_body(body)
             .send()
@@ -245,7 +186,7 @@ fn hostile_bodies_are_refused_cleanly_and_store_nothing() {
         .send()
         .assert_error(400, "invalid_request");
 
-    team.call(Call::get(w, PATH))
+    team.call(Call::get(w, CREDENTIAL_PATH))
         .send()
         .assert_error(404, "not_found");
     assert_eq!(team.row(w), Value::Null, "nothing was stored");
@@ -268,22 +209,22 @@ fn a_canary_key_never_appears_in_a_response_or_the_log() {
         b
     };
     let put = |path: &str, extra: Value| team.call(Call::put(w, path)).json(&body(extra)).send();
-    assert_eq!(put(PATH, json!({})).status, 200);
-    put(PATH, json!({"team_id": team.id})).assert_error(400, "invalid_request");
-    put(PATH, json!({"cloud_fallback": "yes"})).assert_error(400, "invalid_request");
-    put(PATH, json!({"api_key_copy": canary})).assert_error(400, "invalid_request");
+    assert_eq!(put(CREDENTIAL_PATH, json!({})).status, 200);
+    put(CREDENTIAL_PATH, json!({"team_id": team.id})).assert_error(400, "invalid_request");
+    put(CREDENTIAL_PATH, json!({"cloud_fallback": "yes"})).assert_error(400, "invalid_request");
+    put(CREDENTIAL_PATH, json!({"api_key_copy": canary})).assert_error(400, "invalid_request");
     put("/api/v1/cloud-providers/other-cloud", json!({})).assert_error(404, "not_found");
-    team.call(Call::put(w, PATH))
+    team.call(Call::put(w, CREDENTIAL_PATH))
         .header("If-Match", "\"stale\"")
         .json(&body(json!({})))
         .send()
         .assert_error(412, "precondition_failed");
-    team.call(Call::put(w, PATH))
+    team.call(Call::put(w, CREDENTIAL_PATH))
         .header("X-Test-Fail-D1", "1")
         .json(&body(json!({})))
         .send()
         .assert_error(503, "service_unavailable");
-    let unauthenticated = Call::put(w, PATH).json(&body(json!({}))).send();
+    let unauthenticated = Call::put(w, CREDENTIAL_PATH).json(&body(json!({}))).send();
     unauthenticated.assert_error(401, "unauthorized");
     let reader = new_key(
         w,
@@ -291,22 +232,26 @@ fn a_canary_key_never_appears_in_a_response_or_the_log() {
         &team.id,
         json!({"name": "d", "kind": "device"}),
     );
-    Call::put(w, PATH)
+    Call::put(w, CREDENTIAL_PATH)
         .bearer(reader["key"].as_str().unwrap())
         .json(&body(json!({})))
         .send()
         .assert_error(403, "forbidden");
-    for path in [PATH, "/api/v1/cloud-providers", "/api/v1/audit-events"] {
+    for path in [
+        CREDENTIAL_PATH,
+        "/api/v1/cloud-providers",
+        "/api/v1/audit-events",
+    ] {
         assert_eq!(team.call(Call::get(w, path)).send().status, 200);
     }
     let patched = team
-        .call(Call::patch(w, PATH))
+        .call(Call::patch(w, CREDENTIAL_PATH))
         .json(&json!({"cloud_fallback": true}))
         .send();
     assert_eq!(patched.status, 200);
     assert_eq!(team.decrypted(w), canary, "the canary really was stored");
     w.run_cron();
-    let last = team.call(Call::delete(w, PATH)).send();
+    let last = team.call(Call::delete(w, CREDENTIAL_PATH)).send();
     assert_eq!(last.status, 200);
 
     let id = last.header("x-request-id").unwrap().to_string();

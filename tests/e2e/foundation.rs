@@ -111,13 +111,7 @@ fn each_request_writes_one_structured_log_line() {
             .header("X-Team-ID", &team)
             .send();
         assert_eq!(r.status, 200, "{}", r.text);
-        let id = r.header("x-request-id").unwrap().to_string();
-        assert!(w.log_eventually_contains(&id));
-        let line = w
-            .request_logs()
-            .into_iter()
-            .find(|l| l["request_id"] == id.as_str())
-            .unwrap();
+        let line = w.log_line_of(&r);
         assert_eq!(line["route"], "/api/v1/cloud-providers");
         assert_eq!(line["team_id"], team.as_str(), "{line}");
         assert_eq!(line["principal_kind"], kind, "{line}");

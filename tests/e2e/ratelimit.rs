@@ -258,13 +258,7 @@ fn an_unreachable_limiter_fails_writes_closed_and_reads_open() {
     let read = call(Call::get(w, "/api/v1/cloud-providers"));
     assert_eq!(read.status, 200, "{}", read.text);
     assert!(read.header("ratelimit").is_none(), "no limiter was passed");
-    let id = read.header("x-request-id").unwrap().to_string();
-    assert!(w.log_eventually_contains(&id));
-    let line = w
-        .request_logs()
-        .into_iter()
-        .find(|l| l["request_id"] == id.as_str())
-        .unwrap();
+    let line = w.log_line_of(&read);
     assert_eq!(line["limiter"], "fail_open");
     // Nothing was written by the refused write.
     Call::get(w, "/api/v1/cloud-providers/comfy-cloud")

@@ -27,8 +27,10 @@ use std::{
 mod client;
 mod identity;
 pub mod plaintexts;
+mod team;
 pub use client::{Call, Reply};
 pub use identity::*;
+pub use team::*;
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
@@ -266,6 +268,19 @@ impl Worker {
             std::thread::sleep(Duration::from_millis(100));
         }
         false
+    }
+
+    /// The log line of the request that got `reply`, once wrangler has printed it.
+    pub fn log_line_of(&self, reply: &Reply) -> serde_json::Value {
+        let id = reply
+            .header("x-request-id")
+            .expect("X-Request-ID")
+            .to_string();
+        assert!(self.log_eventually_contains(&id), "no log line for {id}");
+        self.request_logs()
+            .into_iter()
+            .find(|l| l["request_id"] == id.as_str())
+            .unwrap()
     }
 
     /// The JSON log lines the worker wrote, one per request.
