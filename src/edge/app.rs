@@ -2,6 +2,7 @@
 
 use std::{cell::OnceCell, rc::Rc};
 
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use worker::{console_log, Date, Env, Method, Request, Response};
 
@@ -61,12 +62,25 @@ impl Ctx<'_> {
             self.header("Content-Type").as_deref(),
             self.header("Content-Length").as_deref(),
         )?;
-        let bytes = self
-            .req
-            .bytes()
-            .await
-            .map_err(|_| ApiError::invalid_request("Request body could not be read"))?;
-        body::parse(&bytes)
+        body::parse(&self.body_up_to_limit().await?)
+    }
+
+    /// The body, but never more than one chunk past the limit: a body sent without
+    /// `Content-Length` is refused once it is too large, not buffered whole first.
+    async fn body_up_to_limit(&mut self) -> Result<Vec<u8>, ApiError> {
+        let unreadable = |_| ApiError::invalid_request("Request body could not be read");
+        if self.req.inner().body().is_none() {
+            return Ok(Vec::new());
+        }
+        let mut stream = self.req.stream().map_err(unreadable)?;
+        let mut bytes = Vec::new();
+        while bytes.len() <= body::MAX_BODY_BYTES {
+            match stream.next().await {
+                Some(chunk) => bytes.extend_from_slice(&chunk.map_err(unreadable)?),
+                None => break,
+            }
+        }
+        Ok(bytes)
     }
 }
 

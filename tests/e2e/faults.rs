@@ -4,7 +4,12 @@
 use crate::support::*;
 use edge_credentials::core::credentials::preview;
 use serde_json::{json, Value};
-use std::{sync::Mutex, time::Duration};
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    sync::Mutex,
+    time::Duration,
+};
 
 fn assert_no_internals(r: &Reply) {
     let text = r.text.to_ascii_lowercase();
@@ -189,6 +194,42 @@ fn hostile_bodies_are_refused_cleanly_and_store_nothing() {
     team.call(Call::get(w, CREDENTIAL_PATH))
         .send()
         .assert_error(404, "not_found");
+    assert_eq!(team.row(w), Value::Null, "nothing was stored");
+}
+
+/// A body sent without `Content-Length` is refused as soon as it passes 16 KiB: the worker
+/// answers while the client is still sending, so it never buffers a body of any size.
+#[test]
+fn an_unfinished_chunked_body_is_refused_once_past_the_limit() {
+    let w = worker();
+    let _log = w.on_failure();
+    let team = Team::new(w);
+    let addr = w.url("").trim_start_matches("http://").to_string();
+    let mut socket = TcpStream::connect(&addr).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let head = format!(
+        "PUT {CREDENTIAL_PATH} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         X-Team-ID: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        token(&team.owner),
+        team.id
+    );
+    let chunk = format!(r#"{{"api_key": "{}"#, "a".repeat(20_000));
+    socket.write_all(head.as_bytes()).unwrap();
+    write!(socket, "{:x}\r\n{chunk}\r\n", chunk.len()).unwrap();
+    // No last chunk: the body stays open while we wait for the answer.
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&reply).contains("payload_too_large") {
+        match socket.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => reply.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("no answer while the body was still open: {e}"),
+        }
+    }
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 413 "), "{reply}");
     assert_eq!(team.row(w), Value::Null, "nothing was stored");
 }
 
