@@ -76,8 +76,9 @@ pub fn hash_key(key: &str) -> String {
     hex
 }
 
-/// Checks prefix, length, alphabet and checksum. Pure and constant in cost, so a flood of
-/// forged keys never reaches D1.
+/// Checks prefix, length, alphabet and checksum, in memory. Typos and random garbage never
+/// reach D1; the checksum is public, though, so a deliberately well-formed forgery costs
+/// one D1 read, bounded by the per-IP limit (SECURITY.md).
 pub fn parse(token: &str) -> Option<WellFormedKey<'_>> {
     let kind = KeyKind::of_token(token)?;
     if token.len() != KEY_LEN || !token[3..].bytes().all(|b| b.is_ascii_alphanumeric()) {
