@@ -25,7 +25,7 @@ impl Role {
             _ => None,
         }
     }
-    fn manages_team(self) -> bool {
+    pub fn manages_team(self) -> bool {
         matches!(self, Role::Owner | Role::Admin)
     }
 }
@@ -67,8 +67,9 @@ pub enum Actor {
     },
 }
 
+/// The contract's one message for API keys and team members managed with an API key.
 pub const KEYS_CANNOT_MANAGE: &str = "API keys cannot be managed with an API key";
-pub const KEYS_CANNOT_MANAGE_MEMBERS: &str = "Team members cannot be managed with an API key";
+pub const ONLY_OWNERS_AND_ADMINS: &str = "Only team owners and admins can do this";
 pub const KEYS_CANNOT_MANAGE_TEAMS: &str = "Teams cannot be managed with an API key";
 
 impl Actor {
@@ -149,7 +150,7 @@ impl Actor {
             _ => self
                 .role()
                 .filter(|r| r.manages_team())
-                .ok_or_else(|| ApiError::forbidden("Only team owners and admins can do this")),
+                .ok_or_else(|| ApiError::forbidden(ONLY_OWNERS_AND_ADMINS)),
         }
     }
 }

@@ -186,42 +186,67 @@ impl Repo {
         Ok(row.map_or(0, |r| r.n as usize))
     }
 
-    /// Adds the member or changes their role. Demoting an owner only happens while another
-    /// owner remains, decided inside the one statement so two concurrent demotions cannot
-    /// leave a team without owners. `None` means the guard refused.
+    /// Adds the member or changes their role, if the rules allow it as the team is at
+    /// write time: the caller (`actor_id`) is an owner or admin, only an owner grants
+    /// `owner` or changes an owner, and an owner is demoted only while another remains.
+    /// Decided inside the one statement, so no concurrent change slips between a check and
+    /// the write. `None` means a rule refused.
     pub async fn set_member(
         &self,
         team_id: &str,
         user_id: &str,
         role: Role,
+        actor_id: &str,
         now: UnixMillis,
     ) -> Result<Option<MemberRecord>> {
+        let (actor, owners) = (actor_role("?5"), OWNER_COUNT);
         let row: Option<MemberRow> = self
             .first(
-                "INSERT INTO team_members (team_id, user_id, role, added_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role \
-                 WHERE team_members.role <> 'owner' OR excluded.role = 'owner' \
-                    OR (SELECT COUNT(*) FROM team_members WHERE team_id = ?1 AND role = 'owner') > 1 \
-                 RETURNING user_id, role, added_at",
-                &[text(team_id), text(user_id), text(role.as_str()), num(now)],
+                &format!(
+                    "INSERT INTO team_members (team_id, user_id, role, added_at) \
+                     SELECT ?1, ?2, ?3, ?4 WHERE {actor} IN ('owner', 'admin') \
+                        AND (?3 <> 'owner' OR {actor} = 'owner') \
+                     ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role \
+                     WHERE (team_members.role <> 'owner' OR {actor} = 'owner') \
+                        AND (team_members.role <> 'owner' OR excluded.role = 'owner' OR {owners} > 1) \
+                     RETURNING user_id, role, added_at"
+                ),
+                &[
+                    text(team_id),
+                    text(user_id),
+                    text(role.as_str()),
+                    num(now),
+                    text(actor_id),
+                ],
             )
             .await?;
         row.map(MemberRow::record).transpose()
     }
 
-    /// Removes the member unless they are the last owner. `false` when nothing was removed.
-    pub async fn remove_member(&self, team_id: &str, user_id: &str) -> Result<bool> {
+    /// Removes the member, under the same rules as `set_member`, checked in the statement.
+    /// `false` when nothing was removed: no such member, or a rule refused.
+    pub async fn remove_member(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        actor_id: &str,
+    ) -> Result<bool> {
         #[derive(Deserialize)]
         struct Row {
             #[allow(dead_code)]
             user_id: String,
         }
+        let (actor, owners) = (actor_role("?3"), OWNER_COUNT);
         let row: Option<Row> = self
             .first(
-                "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2 \
-                 AND (role <> 'owner' OR (SELECT COUNT(*) FROM team_members WHERE team_id = ?1 AND role = 'owner') > 1) \
-                 RETURNING user_id",
-                &[text(team_id), text(user_id)],
+                &format!(
+                    "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2 \
+                     AND {actor} IN ('owner', 'admin') \
+                     AND (role <> 'owner' OR {actor} = 'owner') \
+                     AND (role <> 'owner' OR {owners} > 1) \
+                     RETURNING user_id"
+                ),
+                &[text(team_id), text(user_id), text(actor_id)],
             )
             .await?;
         Ok(row.is_some())
@@ -660,6 +685,16 @@ pub struct SealedRow {
     pub team_id: String,
     pub provider: String,
     pub ciphertext: String,
+}
+
+/// Team ?1's owner count, read inside a member statement.
+const OWNER_COUNT: &str =
+    "(SELECT COUNT(*) FROM team_members WHERE team_id = ?1 AND role = 'owner')";
+
+/// The caller's role in team ?1 (NULL when not a member), read inside a member statement;
+/// `param` is the statement parameter that holds the caller's user id.
+fn actor_role(param: &str) -> String {
+    format!("(SELECT role FROM team_members WHERE team_id = ?1 AND user_id = {param})")
 }
 
 const CREDENTIAL_COLUMNS: &str =

@@ -194,11 +194,44 @@ fn roles_decide_who_manages_members() {
     assert_eq!(added.status, 200, "{}", added.text);
     assert_eq!(added.json()["role"], "member");
     assert!(added.json()["added_at"].as_str().unwrap().ends_with('Z'));
-    put(&admin, &newbie, "owner").assert_error(403, "forbidden");
-    put(&admin, &owner, "member").assert_error(403, "forbidden");
+    for refused in [put(&admin, &newbie, "owner"), put(&admin, &owner, "member")] {
+        refused.assert_error(403, "forbidden");
+        assert_eq!(
+            refused.message(),
+            "Only an owner can grant or change the owner role"
+        );
+    }
+    let remove = |by: &str, user: &str| {
+        Call::delete(w, &format!("/api/v1/team/members/{user}"))
+            .bearer(&token(by))
+            .header("X-Team-ID", &team)
+            .send()
+    };
+    remove(&admin, &owner).assert_error(403, "forbidden");
+    remove(&member, &newbie).assert_error(403, "forbidden");
+    let roles = || {
+        w.d1(&format!(
+            "SELECT user_id, role FROM team_members WHERE team_id = '{team}' ORDER BY user_id"
+        ))
+    };
+    assert!(
+        roles().contains(&json!({"user_id": owner, "role": "owner"})),
+        "{:?}",
+        roles()
+    );
+    assert_eq!(roles().len(), 4, "nothing was removed");
     put(&admin, &newbie, "root").assert_error(400, "invalid_request");
     // Only an owner grants owner.
     assert_eq!(put(&owner, &newbie, "owner").json()["role"], "owner");
+    // With two owners the last-owner rule no longer covers them: the role rule alone does.
+    put(&admin, &newbie, "member").assert_error(403, "forbidden");
+    remove(&admin, &newbie).assert_error(403, "forbidden");
+    assert!(
+        roles().contains(&json!({"user_id": newbie, "role": "owner"})),
+        "{:?}",
+        roles()
+    );
+    assert_eq!(remove(&admin, &member).status, 204, "admins remove members");
 }
 
 #[test]
@@ -296,10 +329,16 @@ fn api_keys_cannot_manage_keys_members_or_teams() {
         .json(&json!({"name": "x", "kind": "secret"}))
         .send()
         .assert_error(403, "forbidden");
-    Call::get(w, "/api/v1/team/members")
-        .bearer(&key)
-        .send()
-        .assert_error(403, "forbidden");
+    // The contract's message covers team members too.
+    for call in [
+        Call::get(w, "/api/v1/team/members"),
+        Call::put(w, "/api/v1/team/members/someone").json(&json!({"role": "member"})),
+        Call::delete(w, &format!("/api/v1/team/members/{owner}")),
+    ] {
+        let r = call.bearer(&key).send();
+        r.assert_error(403, "forbidden");
+        assert_eq!(r.message(), "API keys cannot be managed with an API key");
+    }
     Call::post(w, "/api/v1/teams")
         .bearer(&key)
         .json(&json!({"name": "x"}))

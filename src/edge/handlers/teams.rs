@@ -2,8 +2,8 @@ use worker::Response;
 
 use crate::core::{
     access::{
-        check_member_change, last_owner, Actor, Role, KEYS_CANNOT_MANAGE_MEMBERS,
-        KEYS_CANNOT_MANAGE_TEAMS,
+        check_member_change, Actor, Role, KEYS_CANNOT_MANAGE, KEYS_CANNOT_MANAGE_TEAMS,
+        ONLY_OWNERS_AND_ADMINS,
     },
     error::ApiError,
     ids::new_id,
@@ -49,7 +49,7 @@ pub async fn list_teams(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn list_members(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     let actor = authenticate(ctx, TeamScope::Scoped).await?;
     if matches!(actor, Actor::Key { .. }) {
-        return Err(ApiError::forbidden(KEYS_CANNOT_MANAGE_MEMBERS));
+        return Err(ApiError::forbidden(KEYS_CANNOT_MANAGE));
     }
     let team_id = actor.team_id().unwrap_or_default();
     let members = ctx.repo.members(team_id).await?;
@@ -57,53 +57,71 @@ pub async fn list_members(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     Ok(http::json(200, &serde_json::json!({ "members": views })))
 }
 
+/// Adds a member or changes their role. D1 decides in the one statement, with the caller's
+/// role and the target's as they are at write time, so a role changed by a concurrent
+/// request can never be acted on. Only a refusal costs further reads, to name its reason.
 pub async fn set_member(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, ApiError> {
     let actor = authenticate(ctx, TeamScope::Scoped).await?;
-    let actor_role = actor.may_manage(KEYS_CANNOT_MANAGE_MEMBERS)?;
+    actor.may_manage(KEYS_CANNOT_MANAGE)?;
     let team_id = actor.team_id().unwrap_or_default();
     let user_id = matched.param()?;
     validate_user_id(&user_id)?;
     let new_role = ctx.json_body::<SetMemberRole>().await?.role()?;
 
-    let current = ctx.repo.member(team_id, &user_id).await?.map(|m| m.role);
-    let owners = owners_if_needed(ctx, team_id, current).await?;
-    check_member_change(actor_role, current, Some(new_role), owners)?;
-    let member = ctx
+    match ctx
         .repo
-        .set_member(team_id, &user_id, new_role, ctx.now)
+        .set_member(team_id, &user_id, new_role, actor.id(), ctx.now)
         .await?
-        .ok_or_else(last_owner)?;
-    Ok(http::json(200, &member.view()))
+    {
+        Some(member) => Ok(http::json(200, &member.view())),
+        None => Err(refusal(ctx, team_id, actor.id(), &user_id, Some(new_role)).await),
+    }
 }
 
 pub async fn remove_member(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, ApiError> {
     let actor = authenticate(ctx, TeamScope::Scoped).await?;
-    let actor_role = actor.may_manage(KEYS_CANNOT_MANAGE_MEMBERS)?;
+    actor.may_manage(KEYS_CANNOT_MANAGE)?;
     let team_id = actor.team_id().unwrap_or_default();
     let user_id = matched.param()?;
 
-    let current = ctx
+    if ctx
         .repo
-        .member(team_id, &user_id)
+        .remove_member(team_id, &user_id, actor.id())
         .await?
-        .ok_or_else(|| ApiError::not_found("No such member in this team"))?
-        .role;
-    let owners = owners_if_needed(ctx, team_id, Some(current)).await?;
-    check_member_change(actor_role, Some(current), None, owners)?;
-    if !ctx.repo.remove_member(team_id, &user_id).await? {
-        return Err(last_owner());
+    {
+        Ok(http::empty(204))
+    } else {
+        Err(refusal(ctx, team_id, actor.id(), &user_id, None).await)
     }
-    Ok(http::empty(204))
 }
 
-/// The owner count matters only when an owner is being changed.
-async fn owners_if_needed(
+/// Why D1 refused a member change, read after the fact: the caller's role, the target's
+/// and the owner count as they are now.
+async fn refusal(
     ctx: &Ctx<'_>,
     team_id: &str,
-    current: Option<Role>,
-) -> Result<usize, ApiError> {
-    match current {
-        Some(Role::Owner) => ctx.repo.owner_count(team_id).await,
-        _ => Ok(0),
-    }
+    actor_id: &str,
+    user_id: &str,
+    new_role: Option<Role>,
+) -> ApiError {
+    let explain = async {
+        let actor_role = ctx.repo.member(team_id, actor_id).await?.map(|m| m.role);
+        let Some(actor_role) = actor_role.filter(|r| r.manages_team()) else {
+            return Ok(ApiError::forbidden(ONLY_OWNERS_AND_ADMINS));
+        };
+        let current = ctx.repo.member(team_id, user_id).await?.map(|m| m.role);
+        if current.is_none() && new_role.is_none() {
+            return Ok(ApiError::not_found("No such member in this team"));
+        }
+        let owners = match current {
+            Some(Role::Owner) => ctx.repo.owner_count(team_id).await?,
+            _ => 0,
+        };
+        Ok(check_member_change(actor_role, current, new_role, owners)
+            .err()
+            .unwrap_or_else(|| {
+                ApiError::conflict("The team's members changed concurrently; retry")
+            }))
+    };
+    explain.await.unwrap_or_else(|e: ApiError| e)
 }
