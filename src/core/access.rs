@@ -156,7 +156,8 @@ impl Actor {
 }
 
 /// The ownership rules for changing a member's role (`new_role`) or removing them (`None`).
-/// `owners` is the team's current owner count; D1 re-checks the last-owner rule atomically.
+/// `owners` is the team's current owner count. D1 applies the same rules inside the member
+/// statements (`edge/repo.rs`); this names the reason when it refuses.
 pub fn check_member_change(
     actor_role: Role,
     current: Option<Role>,
