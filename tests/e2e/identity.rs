@@ -167,6 +167,14 @@ fn x_team_id_is_required_well_formed_and_a_membership() {
     assert_eq!(members[0]["role"], "owner");
 }
 
+/// `DELETE /api/v1/team/members/{user}` in `team`, as `by`.
+fn remove_member(w: &Worker, team: &str, by: &str, user: &str) -> Reply {
+    Call::delete(w, &format!("/api/v1/team/members/{user}"))
+        .bearer(&token(by))
+        .header("X-Team-ID", team)
+        .send()
+}
+
 #[test]
 fn roles_decide_who_manages_members() {
     let w = worker();
@@ -201,12 +209,7 @@ fn roles_decide_who_manages_members() {
             "Only an owner can grant or change the owner role"
         );
     }
-    let remove = |by: &str, user: &str| {
-        Call::delete(w, &format!("/api/v1/team/members/{user}"))
-            .bearer(&token(by))
-            .header("X-Team-ID", &team)
-            .send()
-    };
+    let remove = |by: &str, user: &str| remove_member(w, &team, by, user);
     remove(&admin, &owner).assert_error(403, "forbidden");
     remove(&member, &newbie).assert_error(403, "forbidden");
     let roles = || {
@@ -247,12 +250,7 @@ fn the_last_owner_can_be_neither_removed_nor_demoted() {
             .json(&json!({"role": "admin"}))
             .send()
     };
-    let remove = |by: &str, user: &str| {
-        Call::delete(w, &format!("/api/v1/team/members/{user}"))
-            .bearer(&token(by))
-            .header("X-Team-ID", &team)
-            .send()
-    };
+    let remove = |by: &str, user: &str| remove_member(w, &team, by, user);
     demote(&owner, &owner).assert_error(409, "conflict");
     remove(&owner, &owner).assert_error(409, "conflict");
     add_member(w, &owner, &team, &second, "owner");
