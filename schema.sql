@@ -1,12 +1,12 @@
--- The D1 schema. Applied by scripts/dev.sh and the test harness to local databases, and by
--- `wrangler d1 execute DB --remote --env <env> --file schema.sql` to deployed ones.
--- Idempotent: every statement can run again on an existing database.
+-- The whole D1 schema, for reading. Databases are created and upgraded by the files in
+-- migrations/ (`wrangler d1 migrations apply DB --local | --remote --env <env>`); this file
+-- is what applying all of them gives.
 
 CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER NOT NULL
 );
 INSERT INTO schema_version (version)
-SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM schema_version);
+SELECT 2 WHERE NOT EXISTS (SELECT 1 FROM schema_version);
 
 -- Timestamps are Unix milliseconds, bound as JS numbers (exact below 2^53).
 CREATE TABLE IF NOT EXISTS teams (
@@ -54,6 +54,13 @@ CREATE TABLE IF NOT EXISTS credentials (
     created_at     INTEGER NOT NULL,
     updated_at     INTEGER NOT NULL,
     version        INTEGER NOT NULL,
+    -- What the provider said of the key (0002): verified, unverified or rejected, when, why.
+    verification_state      TEXT NOT NULL DEFAULT 'unverified'
+        CHECK (verification_state IN ('verified', 'unverified', 'rejected')),
+    verification_checked_at INTEGER,
+    verification_reason     TEXT,
+    -- The last proxied call, written at most once a minute (0002).
+    last_used_at            INTEGER,
     PRIMARY KEY (team_id, provider),
     CHECK ((status = 'active') = (ciphertext IS NOT NULL))
 );

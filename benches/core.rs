@@ -264,6 +264,11 @@ fn record() -> CredentialRecord {
         updated_at: NOW,
         key_preview: credentials::preview(PROVIDER_KEY),
         version: 3,
+        verification: edge_credentials::core::verify::Verification::from_answer(
+            edge_credentials::core::verify::ProviderAnswer::Status(200),
+            NOW,
+        ),
+        last_used_at: None,
     }
 }
 

@@ -125,11 +125,12 @@ start() {
 state="$run_dir/state"
 mkdir -p "$state" "$run_dir/floor-state" "$run_dir/floor-log-state" "$run_dir/floor-io-state"
 config="$run_dir/wrangler.toml"
-awk -v main="$ROOT/$run_dir/build/index.js" '
+awk -v main="$ROOT/$run_dir/build/index.js" -v migrations="$ROOT/migrations" '
   /^\[/ { skip = ($0 == "[build]") }
   /^main = / { print "main = \"" main "\""; next }
+  /^migrations_dir = / { print "migrations_dir = \"" migrations "\""; next }
   !skip' wrangler.toml > "$config"
-"$WRANGLER" d1 execute DB --local --config "$config" --persist-to "$state" --file schema.sql \
+"$WRANGLER" d1 migrations apply DB --local --config "$config" --persist-to "$state" \
   > "$run_dir/schema.log" 2>&1
 worker_vars=(--var RATE_LIMIT_IP_REQUESTS:1000000000 --var RATE_LIMIT_PRINCIPAL_REQUESTS:1000000000)
 for v in ${BENCH_VARS:-}; do worker_vars+=(--var "$v"); done

@@ -61,3 +61,12 @@ if [ "$(.venv/bin/schemathesis --version 2>/dev/null | awk '{print $NF}' || true
   [ -x .venv/bin/pip ] || python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
+
+# comfy-sdk, Comfy-Org's Python client, pinned: the e2e suite runs it unchanged through the
+# proxy's host mount against the provider stub (tests/e2e/proxy.rs).
+COMFY_SDK_VERSION=0.5.0
+if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("comfy-sdk"))' 2>/dev/null || true)" != "$COMFY_SDK_VERSION" ]; then
+  say "installing comfy-sdk $COMFY_SDK_VERSION into .venv (once)"
+  [ -x .venv/bin/pip ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "comfy-sdk==$COMFY_SDK_VERSION"
+fi

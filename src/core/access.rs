@@ -34,15 +34,24 @@ impl Role {
 pub enum Scope {
     CloudProvidersRead,
     CloudProvidersWrite,
+    /// Call the provider through the proxy (and ask for routing decisions).
+    CloudProvidersUse,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 2] = [Scope::CloudProvidersRead, Scope::CloudProvidersWrite];
+    pub const ALL: [Scope; 3] = [
+        Scope::CloudProvidersRead,
+        Scope::CloudProvidersWrite,
+        Scope::CloudProvidersUse,
+    ];
+    /// A secret key created without `scopes`: read and write; `use` must be asked for.
+    pub const SECRET_DEFAULT: [Scope; 2] = [Scope::CloudProvidersRead, Scope::CloudProvidersWrite];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::CloudProvidersRead => "cloud_providers:read",
             Scope::CloudProvidersWrite => "cloud_providers:write",
+            Scope::CloudProvidersUse => "cloud_providers:use",
         }
     }
     pub fn parse(s: &str) -> Option<Scope> {
@@ -143,6 +152,60 @@ impl Actor {
         }
     }
 
+    /// Calling the provider through the proxy: any member, secret keys with the use scope.
+    /// Device keys never: they belong to local compute, which has no business with the
+    /// team's cloud key.
+    pub fn may_use_provider(&self) -> Result<(), ApiError> {
+        match self {
+            Actor::User { team, .. } if team.is_some() => Ok(()),
+            Actor::User { .. } => Err(ApiError::forbidden("You are not a member of this team")),
+            Actor::Key {
+                kind: KeyKind::Device,
+                ..
+            } => Err(ApiError::forbidden(
+                "Device keys cannot call the provider through the proxy",
+            )),
+            Actor::Key { scopes, .. } if scopes.contains(&Scope::CloudProvidersUse) => Ok(()),
+            Actor::Key { .. } => Err(ApiError::forbidden(
+                "This API key lacks the cloud_providers:use scope",
+            )),
+        }
+    }
+
+    /// Listing the team's agents: any member, secret keys with the read or use scope.
+    pub fn may_list_agents(&self) -> Result<(), ApiError> {
+        match self {
+            Actor::User { team, .. } if team.is_some() => Ok(()),
+            Actor::Key {
+                kind: KeyKind::Secret,
+                scopes,
+                ..
+            } if scopes.contains(&Scope::CloudProvidersRead)
+                || scopes.contains(&Scope::CloudProvidersUse) =>
+            {
+                Ok(())
+            }
+            _ => Err(ApiError::forbidden(
+                "Agents are listed for members and for secret keys with cloud_providers:read or cloud_providers:use",
+            )),
+        }
+    }
+
+    /// Asking where a task runs: any member, secret keys with the use scope.
+    pub fn may_route_tasks(&self) -> Result<(), ApiError> {
+        match self {
+            Actor::User { team, .. } if team.is_some() => Ok(()),
+            Actor::Key {
+                kind: KeyKind::Secret,
+                scopes,
+                ..
+            } if scopes.contains(&Scope::CloudProvidersUse) => Ok(()),
+            _ => Err(ApiError::forbidden(
+                "Tasks are routed for members and for secret keys with cloud_providers:use",
+            )),
+        }
+    }
+
     /// Managing API keys, members or the audit trail: owners and admins, with a JWT only.
     pub fn may_manage(&self, key_message: &'static str) -> Result<Role, ApiError> {
         match self {
@@ -216,6 +279,47 @@ mod tests {
             assert_eq!(actor.may_read_credentials().is_ok(), read, "{actor:?}");
             assert_eq!(actor.may_write_credentials().is_ok(), write, "{actor:?}");
         }
+    }
+
+    #[test]
+    fn agents_are_listed_and_tasks_routed_for_the_right_callers() {
+        use Scope::*;
+        let cases = [
+            (user(Some(Role::Member)), true, true),
+            (user(None), false, false),
+            (key(KeyKind::Device, &[CloudProvidersRead]), false, false),
+            (key(KeyKind::Secret, &[CloudProvidersRead]), true, false),
+            (key(KeyKind::Secret, &[CloudProvidersWrite]), false, false),
+            (key(KeyKind::Secret, &[CloudProvidersUse]), true, true),
+        ];
+        for (actor, list, route) in cases {
+            assert_eq!(actor.may_list_agents().is_ok(), list, "{actor:?}");
+            assert_eq!(actor.may_route_tasks().is_ok(), route, "{actor:?}");
+        }
+    }
+
+    #[test]
+    fn the_proxy_is_for_members_and_keys_with_the_use_scope_never_devices() {
+        use Scope::*;
+        let cases = [
+            (user(Some(Role::Member)), true),
+            (user(Some(Role::Owner)), true),
+            (user(None), false),
+            (key(KeyKind::Device, &[]), false),
+            (key(KeyKind::Device, &[CloudProvidersUse]), false),
+            (key(KeyKind::Secret, &Scope::SECRET_DEFAULT), false),
+            (key(KeyKind::Secret, &[CloudProvidersUse]), true),
+        ];
+        for (actor, allowed) in cases {
+            assert_eq!(actor.may_use_provider().is_ok(), allowed, "{actor:?}");
+        }
+        assert_eq!(
+            key(KeyKind::Secret, &[CloudProvidersRead])
+                .may_use_provider()
+                .unwrap_err()
+                .message,
+            "This API key lacks the cloud_providers:use scope"
+        );
     }
 
     #[test]

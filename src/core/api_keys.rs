@@ -53,7 +53,7 @@ impl CreateApiKey {
                 ))
             }
             (KeyKind::Device, None) => vec![Scope::CloudProvidersRead],
-            (KeyKind::Secret, None) => Scope::ALL.to_vec(),
+            (KeyKind::Secret, None) => Scope::SECRET_DEFAULT.to_vec(),
             (KeyKind::Secret, Some(names)) => {
                 let mut scopes = names
                     .iter()
@@ -61,7 +61,7 @@ impl CreateApiKey {
                     .collect::<Option<Vec<_>>>()
                     .ok_or_else(|| {
                         ApiError::invalid_request(
-                            "`scopes` may hold cloud_providers:read and cloud_providers:write",
+                            "`scopes` may hold cloud_providers:read, cloud_providers:write and cloud_providers:use",
                         )
                     })?;
                 scopes.sort();
@@ -213,7 +213,7 @@ mod tests {
     #[test]
     fn secret_keys_default_to_both_scopes_and_devices_read_only() {
         let k = create(serde_json::json!({"name": "ci", "kind": "secret"})).unwrap();
-        assert_eq!(k.scopes, Scope::ALL.to_vec());
+        assert_eq!(k.scopes, Scope::SECRET_DEFAULT.to_vec());
         let d = create(serde_json::json!({"name": "gpu-box", "kind": "device"})).unwrap();
         assert_eq!(d.scopes, vec![Scope::CloudProvidersRead]);
         let r = create(serde_json::json!({"name": "r", "kind": "secret", "scopes": ["cloud_providers:read", "cloud_providers:read"]})).unwrap();
@@ -245,7 +245,7 @@ mod tests {
             name: "n".into(),
             kind: KeyKind::Secret,
             key_preview: "sk-abcde...wxyz".into(),
-            scopes: Scope::ALL.to_vec(),
+            scopes: Scope::SECRET_DEFAULT.to_vec(),
             created_at: NOW,
             expires_at: Some(NOW + 1_000),
             last_used_at: None,

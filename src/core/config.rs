@@ -5,6 +5,7 @@ use super::{
     auth::jwt::{JwtSettings, JwtVerifier},
     crypto::KeyRing,
     ratelimit::{Limits, Policy},
+    upstream::Upstream,
 };
 
 /// Every development default carries this marker, so production can recognise and refuse it.
@@ -69,9 +70,13 @@ pub struct Config {
     pub limits: Limits,
     /// Test-only hooks (forcing a limiter failure, a D1 failure). Refused in production.
     pub test_hooks: bool,
+    /// ComfyUI Cloud: where it is, verification, and the proxy.
+    pub upstream: Upstream,
+    /// An agent is online while its last heartbeat is younger than this (`AGENT_TTL_SECS`).
+    pub agent_ttl_secs: u32,
 }
 
-fn number<T: std::str::FromStr + PartialOrd>(
+pub(crate) fn number<T: std::str::FromStr + PartialOrd>(
     lookup: &impl Fn(&str) -> Option<String>,
     name: &'static str,
     default: T,
@@ -170,6 +175,14 @@ impl Config {
                 "must not be set in production",
             ));
         }
+        let upstream = Upstream::from_lookup(&lookup, environment)?;
+        let agent_ttl_secs = number(
+            &lookup,
+            "AGENT_TTL_SECS",
+            super::presence::DEFAULT_TTL_SECS,
+            1..=86_400,
+            "must be 1 to 86400 seconds",
+        )?;
         Ok(Config {
             environment,
             dev_secrets,
@@ -178,6 +191,8 @@ impl Config {
             rotation_batch,
             limits,
             test_hooks,
+            upstream,
+            agent_ttl_secs,
         })
     }
 
@@ -257,24 +272,31 @@ mod tests {
     fn production_refuses_dev_secrets() {
         let dev = [("JWT_SECRET", "insecure-dev-jwt-secret-0123456789abcdef")];
         assert!(config(&dev).unwrap().refuses_service().is_none());
-        let prod = config(&[("ENVIRONMENT", "production"), dev[0]]).unwrap();
+        let origin = ("COMFY_CLOUD_ORIGIN", "https://cloud.comfy.org");
+        let prod = config(&[("ENVIRONMENT", "production"), dev[0], origin]).unwrap();
         let refusal = prod.refuses_service().expect("must refuse");
         assert_eq!(refusal.variable, "JWT_SECRET");
         assert!(!refusal.to_string().contains("insecure-dev-jwt-secret"));
         let real = config(&[
             ("ENVIRONMENT", "production"),
             ("JWT_SECRET", "3f9a8c0d5e7b41f2a6c9d8e0b1f2a3c4"),
+            origin,
         ])
         .unwrap();
         assert!(real.refuses_service().is_none());
-        let staging = config(&[("ENVIRONMENT", "staging"), dev[0]]).unwrap();
+        let staging = config(&[("ENVIRONMENT", "staging"), dev[0], origin]).unwrap();
         assert!(
             staging.refuses_service().is_some(),
             "staging is deployed too"
         );
         // The dev key under another id is still the dev key.
         let renamed = format!(r#"{{"active":"prod-1","keys":{{"prod-1":"{DEV_KEY_MATERIAL}"}}}}"#);
-        let prod = config(&[("ENVIRONMENT", "production"), ("CREDENTIAL_KEYS", &renamed)]).unwrap();
+        let prod = config(&[
+            ("ENVIRONMENT", "production"),
+            ("CREDENTIAL_KEYS", &renamed),
+            origin,
+        ])
+        .unwrap();
         assert_eq!(prod.refuses_service().unwrap().variable, "CREDENTIAL_KEYS");
     }
 }

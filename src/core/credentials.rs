@@ -6,6 +6,7 @@ use super::{
     error::{ApiError, ErrorKind},
     providers::{self, Provider},
     time::{rfc3339, UnixMillis},
+    verify::{Verification, VerificationView},
 };
 
 pub const FALLBACK_NEEDS_ACTIVE_KEY: &str = "cloud_fallback requires an active API key";
@@ -34,8 +35,20 @@ impl PutCredential {
                 "`api_key` must not contain control characters",
             ));
         }
+        if !header_safe(&self.api_key) {
+            return Err(ApiError::invalid_request(
+                "`api_key` must be ASCII: it is sent to the provider in an HTTP header",
+            ));
+        }
         Ok(())
     }
+}
+
+/// Whether a key can travel as `Authorization: Bearer <key>`: printable ASCII and spaces.
+/// Checked before any header is set, because the runtime logs a non-ASCII header value
+/// it is given, and a key must never reach a log.
+pub fn header_safe(key: &str) -> bool {
+    key.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,8 +102,12 @@ pub struct CredentialRecord {
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
     pub key_preview: String,
-    /// Bumped by every change; the ETag.
+    /// Bumped by every change, verification included; the ETag. `last_used_at` alone
+    /// does not bump it, so a busy proxy never turns a client's `If-Match` stale.
     pub version: i64,
+    pub verification: Verification,
+    /// The last proxied call, written at most once a minute.
+    pub last_used_at: Option<UnixMillis>,
 }
 
 #[derive(Serialize)]
@@ -101,6 +118,8 @@ pub struct CredentialView<'a> {
     pub created_at: String,
     pub updated_at: String,
     pub key_preview: &'a str,
+    pub verification: VerificationView,
+    pub last_used_at: Option<String>,
 }
 
 impl CredentialRecord {
@@ -112,7 +131,13 @@ impl CredentialRecord {
             created_at: rfc3339(self.created_at),
             updated_at: rfc3339(self.updated_at),
             key_preview: &self.key_preview,
+            verification: self.verification.view(),
+            last_used_at: self.last_used_at.map(rfc3339),
         }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.status == Status::Active
     }
 
     pub fn etag(&self) -> String {
@@ -194,8 +219,18 @@ mod tests {
         };
         assert!(put("cfy_abc").is_ok());
         assert!(put(&"x".repeat(512)).is_ok());
-        assert!(put(&"é".repeat(512)).is_ok(), "512 characters, not bytes");
-        for bad in ["", "   ", "\t", "abc\ndef", "a\u{0}b", &"x".repeat(513)] {
+        assert!(put("comfyui-a b~").is_ok());
+        for bad in [
+            "",
+            "   ",
+            "\t",
+            "abc\ndef",
+            "a\u{0}b",
+            &"x".repeat(513),
+            &"é".repeat(512),
+            "cfy_\u{a0}nbsp",
+            "cfy_\u{201c}quoted\u{201d}",
+        ] {
             assert_eq!(put(bad).unwrap_err().status(), 400, "{bad:?}");
         }
     }
@@ -209,11 +244,16 @@ mod tests {
             updated_at: 1_749_976_200_000,
             key_preview: "cfy_xxxx...xxxx".into(),
             version,
+            verification: Verification::from_answer(
+                crate::core::verify::ProviderAnswer::Status(200),
+                1_749_976_200_000,
+            ),
+            last_used_at: None,
         }
     }
 
     #[test]
-    fn the_view_is_the_seed_shape() {
+    fn the_view_is_the_seed_shape_with_verification_and_last_use() {
         let v = serde_json::to_value(record(1).view()).unwrap();
         assert_eq!(
             v,
@@ -223,7 +263,9 @@ mod tests {
                 "cloud_fallback": false,
                 "created_at": "2025-06-01T12:00:00Z",
                 "updated_at": "2025-06-15T08:30:00Z",
-                "key_preview": "cfy_xxxx...xxxx"
+                "key_preview": "cfy_xxxx...xxxx",
+                "verification": {"state": "verified", "checked_at": "2025-06-15T08:30:00Z"},
+                "last_used_at": null
             })
         );
     }

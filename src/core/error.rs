@@ -13,9 +13,13 @@ pub enum ErrorKind {
     PreconditionFailed,
     PayloadTooLarge,
     UnsupportedMediaType,
+    ProviderKeyRejected,
     RateLimited,
     Internal,
+    BadGateway,
     ServiceUnavailable,
+    NoComputeAvailable,
+    GatewayTimeout,
 }
 
 impl ErrorKind {
@@ -30,9 +34,13 @@ impl ErrorKind {
             ErrorKind::PreconditionFailed => 412,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
+            ErrorKind::ProviderKeyRejected => 422,
             ErrorKind::RateLimited => 429,
             ErrorKind::Internal => 500,
+            ErrorKind::BadGateway => 502,
             ErrorKind::ServiceUnavailable => 503,
+            ErrorKind::NoComputeAvailable => 503,
+            ErrorKind::GatewayTimeout => 504,
         }
     }
 
@@ -47,9 +55,13 @@ impl ErrorKind {
             ErrorKind::PreconditionFailed => "precondition_failed",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
+            ErrorKind::ProviderKeyRejected => "provider_key_rejected",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::Internal => "internal_error",
+            ErrorKind::BadGateway => "bad_gateway",
             ErrorKind::ServiceUnavailable => "service_unavailable",
+            ErrorKind::NoComputeAvailable => "no_compute_available",
+            ErrorKind::GatewayTimeout => "gateway_timeout",
         }
     }
 }
@@ -163,9 +175,13 @@ mod tests {
                 "unsupported_media_type",
                 415,
             ),
+            (ErrorKind::ProviderKeyRejected, "provider_key_rejected", 422),
             (ErrorKind::RateLimited, "rate_limited", 429),
             (ErrorKind::Internal, "internal_error", 500),
+            (ErrorKind::BadGateway, "bad_gateway", 502),
             (ErrorKind::ServiceUnavailable, "service_unavailable", 503),
+            (ErrorKind::NoComputeAvailable, "no_compute_available", 503),
+            (ErrorKind::GatewayTimeout, "gateway_timeout", 504),
         ];
         for (kind, name, status) in table {
             assert_eq!((kind.type_name(), kind.status()), (name, status));

@@ -17,9 +17,25 @@ pub struct RequestLog {
     /// `fail_open` when a read was served without an unreachable rate limiter.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limiter: Option<&'static str>,
+    /// A proxied request: the mount, what the provider answered, and the byte counts. Never
+    /// the key, the upstream `Authorization` or the query string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyLog>,
     /// Why a request failed on our side (5xx); written by our code, never a request value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProxyLog {
+    pub mount: &'static str,
+    /// `None` when no response came (timeout, network error, refused before sending).
+    pub upstream_status: Option<u16>,
+    /// Request body bytes: counted as they streamed, or the declared length.
+    pub bytes_in: Option<u64>,
+    /// Response body bytes as the provider declared them (`None` for a stream without a
+    /// length, such as Server-Sent Events).
+    pub bytes_out: Option<u64>,
 }
 
 impl RequestLog {

@@ -20,7 +20,11 @@ pub enum Route {
     GetCredential,
     PatchCredential,
     DeleteCredential,
+    VerifyCredential,
     ListAuditEvents,
+    AgentHeartbeat,
+    ListAgents,
+    RouteTask,
 }
 
 impl Route {
@@ -28,7 +32,12 @@ impl Route {
     pub fn team_scoped(self) -> bool {
         !matches!(
             self,
-            Route::Healthz | Route::OpenApi | Route::CreateTeam | Route::ListTeams
+            Route::Healthz
+                | Route::OpenApi
+                | Route::CreateTeam
+                | Route::ListTeams
+                // A device key carries its team; any other caller is refused (403).
+                | Route::AgentHeartbeat
         )
     }
 
@@ -69,7 +78,11 @@ routes! {
     "GET" "/api/v1/cloud-providers/{provider}" => GetCredential,
     "PATCH" "/api/v1/cloud-providers/{provider}" => PatchCredential,
     "DELETE" "/api/v1/cloud-providers/{provider}" => DeleteCredential,
+    "POST" "/api/v1/cloud-providers/{provider}/verify" => VerifyCredential,
     "GET" "/api/v1/audit-events" => ListAuditEvents,
+    "POST" "/api/v1/agents/heartbeat" => AgentHeartbeat,
+    "GET" "/api/v1/agents" => ListAgents,
+    "POST" "/api/v1/tasks/route" => RouteTask,
 }
 
 /// `openapi.yaml` as JSON, converted by `build.rs`: what `GET /openapi.json` serves. Every

@@ -8,7 +8,7 @@ use worker::{console_log, Date, Env, Method, Request, Response};
 
 use super::{
     auth::{self, Presented},
-    gate, handlers, http,
+    gate, handlers, http, proxy,
     repo::Repo,
 };
 use crate::core::{
@@ -17,6 +17,7 @@ use crate::core::{
     error::{ApiError, ErrorKind},
     ids,
     log::RequestLog,
+    proxy as proxy_rules,
     ratelimit::client_ip_key,
     routes::{self, Route, RouteError},
     time::UnixMillis,
@@ -43,6 +44,7 @@ pub fn now() -> UnixMillis {
 /// What a handler works with: the request, parsed config, D1, and this request's log line.
 pub struct Ctx<'a> {
     pub req: Request,
+    pub env: &'a Env,
     pub config: Rc<Config>,
     pub repo: Repo,
     pub now: UnixMillis,
@@ -63,6 +65,19 @@ impl Ctx<'_> {
             self.header("Content-Length").as_deref(),
         )?;
         body::parse(&self.body_up_to_limit().await?)
+    }
+
+    /// As [`Ctx::json_body`], for an optional body: none at all is `T::default()`.
+    pub async fn optional_json_body<T: DeserializeOwned + Default>(
+        &mut self,
+    ) -> Result<T, ApiError> {
+        let empty = self.req.inner().body().is_none()
+            || (self.header("Content-Length").as_deref() == Some("0")
+                && self.header("Content-Type").is_none());
+        if empty {
+            return Ok(T::default());
+        }
+        self.json_body().await
     }
 
     /// The body, but never more than one chunk past the limit: a body sent without
@@ -122,7 +137,14 @@ async fn dispatch(
     let path = path.as_str();
     let config = config(env)
         .map_err(|e| ApiError::unavailable("The service is misconfigured", e.to_string()))?;
-    if path.starts_with("/api/") {
+    // The proxy's two mounts come first: on the proxy host every path is the provider's.
+    let url = req.inner().url();
+    let mount = proxy_rules::mount_for(
+        proxy_rules::url_host(&url).as_deref(),
+        config.upstream.proxy_host.as_deref(),
+        path,
+    );
+    if path.starts_with("/api/") || mount.is_some() {
         if let Some(refusal) = config.refuses_service() {
             return Err(ApiError::unavailable(
                 "The service is misconfigured",
@@ -132,26 +154,36 @@ async fn dispatch(
     }
     // The method as sent, not `req.method()`: workers-rs maps unknown methods to GET, which
     // would serve `QUERY /api/v1/teams` as a GET instead of answering 405.
-    let matched = match routes::match_route(&req.inner().method(), path) {
-        Ok(m) => m,
-        Err(RouteError::NotFound) => return Err(ApiError::not_found("No such endpoint")),
-        Err(RouteError::MethodNotAllowed { allow }) => {
-            let response = http::error(&ApiError::new(
-                ErrorKind::MethodNotAllowed,
-                "Method not allowed on this endpoint",
-            ));
-            let _ = response.headers().set("Allow", &allow.join(", "));
-            return Ok(response);
-        }
+    let matched = match mount {
+        Some(_) => None,
+        None => match routes::match_route(&req.inner().method(), path) {
+            Ok(m) => Some(m),
+            Err(RouteError::NotFound) => return Err(ApiError::not_found("No such endpoint")),
+            Err(RouteError::MethodNotAllowed { allow }) => {
+                let response = http::error(&ApiError::new(
+                    ErrorKind::MethodNotAllowed,
+                    "Method not allowed on this endpoint",
+                ));
+                let _ = response.headers().set("Allow", &allow.join(", "));
+                return Ok(response);
+            }
+        },
     };
-    log.route = matched.template;
+    // The proxy is authenticated and team-scoped, like every credential endpoint.
+    let (authenticated, team_scoped) = match &matched {
+        Some(m) => (m.route.authenticated(), m.route.team_scoped()),
+        None => (true, true),
+    };
+    log.route = match (&matched, mount) {
+        (Some(m), _) => m.template,
+        (None, Some(mount)) => mount.route(),
+        (None, None) => "unmatched",
+    };
 
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let presented = matched
-        .route
-        .authenticated()
-        .then(|| auth::present(header("Authorization").as_deref(), &config, now));
-    let team_header = header("X-Team-ID").filter(|_| matched.route.team_scoped());
+    let presented =
+        authenticated.then(|| auth::present(header("Authorization").as_deref(), &config, now));
+    let team_header = header("X-Team-ID").filter(|_| team_scoped);
     let admission = gate::admit(
         env,
         &config,
@@ -171,6 +203,7 @@ async fn dispatch(
         Repo::new(env)?.failing_writes(config.test_hooks && header("X-Test-Fail-D1").is_some());
     let mut ctx = Ctx {
         req,
+        env,
         config,
         repo,
         now,
@@ -179,23 +212,31 @@ async fn dispatch(
     };
     let ctx = &mut ctx;
     use handlers::*;
-    let result = match matched.route {
-        Route::Healthz => health::healthz(ctx).await,
-        Route::OpenApi => openapi::openapi(ctx).await,
-        Route::CreateTeam => teams::create_team(ctx).await,
-        Route::ListTeams => teams::list_teams(ctx).await,
-        Route::ListMembers => teams::list_members(ctx).await,
-        Route::SetMember => teams::set_member(ctx, &matched).await,
-        Route::RemoveMember => teams::remove_member(ctx, &matched).await,
-        Route::CreateApiKey => api_keys::create(ctx).await,
-        Route::ListApiKeys => api_keys::list(ctx).await,
-        Route::RevokeApiKey => api_keys::revoke(ctx, &matched).await,
-        Route::ListCredentials => credentials::list(ctx).await,
-        Route::PutCredential => credentials::put(ctx, &matched).await,
-        Route::GetCredential => credentials::get(ctx, &matched).await,
-        Route::PatchCredential => credentials::patch(ctx, &matched).await,
-        Route::DeleteCredential => credentials::delete(ctx, &matched).await,
-        Route::ListAuditEvents => audit::list(ctx).await,
+    let result = match (&matched, mount) {
+        (None, Some(mount)) => proxy::handle(ctx, mount).await,
+        (None, None) => Err(ApiError::not_found("No such endpoint")),
+        (Some(matched), _) => match matched.route {
+            Route::Healthz => health::healthz(ctx).await,
+            Route::OpenApi => openapi::openapi(ctx).await,
+            Route::CreateTeam => teams::create_team(ctx).await,
+            Route::ListTeams => teams::list_teams(ctx).await,
+            Route::ListMembers => teams::list_members(ctx).await,
+            Route::SetMember => teams::set_member(ctx, matched).await,
+            Route::RemoveMember => teams::remove_member(ctx, matched).await,
+            Route::CreateApiKey => api_keys::create(ctx).await,
+            Route::ListApiKeys => api_keys::list(ctx).await,
+            Route::RevokeApiKey => api_keys::revoke(ctx, matched).await,
+            Route::ListCredentials => credentials::list(ctx).await,
+            Route::PutCredential => credentials::put(ctx, matched).await,
+            Route::GetCredential => credentials::get(ctx, matched).await,
+            Route::PatchCredential => credentials::patch(ctx, matched).await,
+            Route::DeleteCredential => credentials::delete(ctx, matched).await,
+            Route::VerifyCredential => credentials::verify(ctx, matched).await,
+            Route::ListAuditEvents => audit::list(ctx).await,
+            Route::AgentHeartbeat => agents::heartbeat(ctx).await,
+            Route::ListAgents => agents::list(ctx).await,
+            Route::RouteTask => agents::route(ctx).await,
+        },
     };
     // Every response that passed the limiters says where the caller stands, errors too.
     let response = result.unwrap_or_else(|e| {

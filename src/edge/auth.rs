@@ -5,7 +5,7 @@
 //!   membership). Nothing here is cached: a revoked key or a removed member is refused on
 //!   the very next request, in every isolate.
 
-use super::app::Ctx;
+use super::{app::Ctx, repo::SealedCredential};
 use crate::core::{
     access::{Actor, Role},
     api_keys::{ApiKeyRecord, LAST_USED_RESOLUTION_MS},
@@ -106,17 +106,38 @@ pub async fn authenticate_with_credential(
     ctx: &mut Ctx<'_>,
     provider: &Provider,
 ) -> Result<(Actor, Option<CredentialRecord>), ApiError> {
+    let (actor, credential) = authenticate_with_sealed(ctx, provider, false).await?;
+    Ok((actor, credential.map(|c| c.record)))
+}
+
+/// As [`authenticate_with_credential`], with the ciphertext: for the verify and proxy
+/// paths, the only ones that decrypt.
+pub async fn authenticate_with_sealed_credential(
+    ctx: &mut Ctx<'_>,
+    provider: &Provider,
+) -> Result<(Actor, Option<SealedCredential>), ApiError> {
+    authenticate_with_sealed(ctx, provider, true).await
+}
+
+async fn authenticate_with_sealed(
+    ctx: &mut Ctx<'_>,
+    provider: &Provider,
+    sealed: bool,
+) -> Result<(Actor, Option<SealedCredential>), ApiError> {
     let (actor, credential) = match take_presented(ctx)? {
         Presented::Refused(e) => return Err(e),
         Presented::ApiKey { hash } => {
-            let (record, credential) = ctx.repo.api_key_and_credential(&hash, provider).await?;
+            let (record, credential) = ctx
+                .repo
+                .api_key_and_credential(&hash, provider, sealed)
+                .await?;
             (key_actor(ctx, record).await?, credential)
         }
         Presented::Session(session) => {
             let team_id = named_team(ctx)?;
             let (member, credential) = ctx
                 .repo
-                .member_and_credential(&team_id, &session.user_id, provider)
+                .member_and_credential(&team_id, &session.user_id, provider, sealed)
                 .await?;
             let actor = Actor::User {
                 user_id: session.user_id,

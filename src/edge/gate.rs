@@ -24,10 +24,16 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// Adds our `RateLimit` headers, unless the response already has the provider's (a
+    /// relayed proxy response): those describe the budget the caller is spending there.
     pub fn decorate(&self, response: &Response) {
+        let headers = response.headers();
+        if headers.has("RateLimit").unwrap_or(false) {
+            return;
+        }
         if let Some((policy, state)) = &self.headers {
-            let _ = response.headers().set("RateLimit-Policy", policy);
-            let _ = response.headers().set("RateLimit", state);
+            let _ = headers.set("RateLimit-Policy", policy);
+            let _ = headers.set("RateLimit", state);
         }
     }
 }

@@ -7,6 +7,9 @@ mod gate;
 mod handlers;
 mod http;
 mod limiter;
+mod presence;
+mod provider;
+mod proxy;
 mod repo;
 mod rotation;
 

@@ -31,14 +31,19 @@ fn the_seed_example_gives_the_seed_response() {
             "created_at",
             "credential_status",
             "key_preview",
+            "last_used_at",
             "provider_name",
-            "updated_at"
+            "updated_at",
+            "verification"
         ]
         .into_iter()
         .collect()
     );
     assert_eq!(body["provider_name"], "comfy_cloud");
     assert_eq!(body["credential_status"], "active");
+    // The seed's fields, plus what ComfyUI Cloud said of the key and when it was last used.
+    assert_eq!(body["verification"]["state"], "verified");
+    assert_eq!(body["last_used_at"], Value::Null);
     assert_eq!(body["cloud_fallback"], false);
     for t in ["created_at", "updated_at"] {
         let s = body[t].as_str().unwrap();
@@ -136,10 +141,15 @@ fn every_status_code_of_the_endpoints() {
             .assert_error(400, "invalid_request");
     }
     assert_eq!(
-        team.put(w, json!({"api_key": "é".repeat(512)})).status,
+        team.put(w, json!({"api_key": "x".repeat(512)})).status,
         200,
         "512 characters"
     );
+    // A key travels as an HTTP header, so it must be ASCII (the runtime would log any other
+    // header value it is given, key and all).
+    let e = team.put(w, json!({"api_key": "é".repeat(512)}));
+    e.assert_error(400, "invalid_request");
+    assert!(e.message().contains("ASCII"), "{}", e.message());
     // 413 and 415.
     let big = json!({"api_key": "x".repeat(17 * 1024)})
         .to_string()

@@ -3,10 +3,14 @@
 
 mod support;
 
+mod agents;
 mod credentials;
 mod faults;
 mod foundation;
 mod identity;
+mod proxy;
 mod ratelimit;
 mod rotation;
 mod schemathesis;
+mod uploads;
+mod verify;

@@ -4,19 +4,23 @@ use crate::core::{
     access::Actor,
     audit::AuditEvent,
     credentials::{
-        check_if_match, preview, provider_for, CredentialRecord, PatchCredential, PutCredential,
-        Status, FALLBACK_NEEDS_ACTIVE_KEY,
+        check_if_match, header_safe, preview, provider_for, CredentialRecord, PatchCredential,
+        PutCredential, Status, FALLBACK_NEEDS_ACTIVE_KEY,
     },
     crypto::{credential_aad, KeyRing},
     error::{ApiError, ErrorKind},
     ids::new_id,
     providers::Provider,
     routes::Matched,
+    verify::{rejected_on_save, State, Verification},
 };
 use crate::edge::{
-    app::Ctx,
-    auth::{authenticate, authenticate_with_credential, TeamScope},
-    http,
+    app::{self, Ctx},
+    auth::{
+        authenticate, authenticate_with_credential, authenticate_with_sealed_credential, TeamScope,
+    },
+    http, provider as upstream,
+    repo::SealedCredential,
 };
 
 /// How often a PATCH or DELETE re-reads and retries when a concurrent write moved the row
@@ -38,7 +42,7 @@ fn key_ring<'c>(ctx: &'c Ctx<'_>) -> Result<&'c KeyRing, ApiError> {
     })
 }
 
-fn audit(ctx: &Ctx<'_>, actor: &Actor, action: &str, provider: &Provider) -> AuditEvent {
+pub fn audit(ctx: &Ctx<'_>, actor: &Actor, action: &str, provider: &Provider) -> AuditEvent {
     AuditEvent {
         id: new_id(ctx.now).to_string(),
         team_id: actor.team_id().unwrap_or_default().to_string(),
@@ -73,6 +77,82 @@ async fn existing(
         .ok_or_else(none_configured)
 }
 
+fn provider_not_configured() -> ApiError {
+    ApiError::unavailable(
+        "ComfyUI Cloud is not configured for this deployment",
+        "COMFY_CLOUD_ORIGIN is not set",
+    )
+}
+
+/// The stored key of an active credential, decrypted in memory. Only the verify and proxy
+/// paths call this; the plaintext never reaches a log, an error or a response.
+pub fn open_key(
+    ctx: &Ctx<'_>,
+    team_id: &str,
+    provider: &Provider,
+    credential: &SealedCredential,
+) -> Result<String, ApiError> {
+    let ciphertext = credential
+        .ciphertext
+        .as_deref()
+        .filter(|_| credential.record.is_active())
+        .ok_or_else(|| {
+            ApiError::conflict("This team has no active ComfyUI Cloud key; PUT one first")
+        })?;
+    let plaintext = key_ring(ctx)?
+        .open(ciphertext, &credential_aad(team_id, provider.name))
+        .map_err(|e| {
+            ApiError::unavailable(
+                "The stored key could not be decrypted",
+                format!("decrypt credential: {e:?}"),
+            )
+        })?;
+    String::from_utf8(plaintext)
+        .ok()
+        .filter(|key| header_safe(key))
+        .ok_or_else(|| {
+            ApiError::conflict("The stored key cannot be sent in an HTTP header; PUT the key again")
+        })
+}
+
+/// Asks the provider about `api_key` (unless verification is off) and says what it found.
+async fn check_with_provider(ctx: &Ctx<'_>, api_key: &str) -> Result<Verification, ApiError> {
+    let config = &ctx.config.upstream;
+    if !config.verify {
+        return Ok(Verification::disabled());
+    }
+    let origin = config
+        .origin
+        .as_deref()
+        .ok_or_else(provider_not_configured)?;
+    let answer = upstream::check_key(origin, api_key, config.verify_timeout_ms).await;
+    Ok(Verification::from_answer(answer, app::now()))
+}
+
+/// The events a write records: its own, and a verification event when the provider's
+/// word on an active key changes (`before` is that key's state; a first save, or a save
+/// over a revoked key, is recorded by its own event alone).
+fn events(
+    ctx: &Ctx<'_>,
+    actor: &Actor,
+    provider: &Provider,
+    action: Option<&str>,
+    before: Option<State>,
+    after: &Verification,
+) -> Vec<AuditEvent> {
+    let mut events: Vec<AuditEvent> = action
+        .map(|a| audit(ctx, actor, a, provider))
+        .into_iter()
+        .collect();
+    if before.is_some_and(|state| state != after.state) {
+        let mut event = audit(ctx, actor, after.audit_action(), provider);
+        // Distinct ids, in order: the change first, then what the provider said.
+        event.id = new_id(ctx.now + 1).to_string();
+        events.push(event);
+    }
+    events
+}
+
 /// The provider the path names. An unknown one is a 404 only for a caller who passes
 /// authentication: an unauthenticated probe learns nothing about the registry.
 async fn provider(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<&'static Provider, ApiError> {
@@ -95,11 +175,29 @@ pub async fn put(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, A
     let team_id = actor.team_id().unwrap_or_default();
 
     let expected = check_if_match(ctx.header("If-Match").as_deref(), current.as_ref())?;
+    // Checked before anything is written: a key the provider refuses is never saved, and
+    // the credential stays as it was.
+    let verification = check_with_provider(ctx, &body.api_key).await?;
+    if verification.state == State::Rejected {
+        let origin = ctx.config.upstream.origin.as_deref().unwrap_or_default();
+        return Err(rejected_on_save(ctx.config.environment, origin));
+    }
     let sealed = ring.seal(
         body.api_key.as_bytes(),
         &credential_aad(team_id, provider.name),
     );
-    let event = audit(ctx, &actor, "credential.put", provider);
+    let before = current
+        .as_ref()
+        .filter(|c| c.is_active())
+        .map(|c| c.verification.state);
+    let events = events(
+        ctx,
+        &actor,
+        provider,
+        Some("credential.put"),
+        before,
+        &verification,
+    );
     let record = ctx
         .repo
         .put_credential(
@@ -109,13 +207,54 @@ pub async fn put(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, A
             ring.active_key_id(),
             &preview(&body.api_key),
             body.cloud_fallback,
+            &verification,
             ctx.now,
             expected,
-            &event,
+            &events,
         )
         .await?
         .ok_or_else(stale)?;
     Ok(respond(&record))
+}
+
+/// Re-checks the stored key with the provider. A refusal now marks the key `rejected`
+/// (it stays stored: the team decides what to do with it).
+pub async fn verify(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, ApiError> {
+    let provider = provider(ctx, matched).await?;
+    let (actor, credential) = authenticate_with_sealed_credential(ctx, provider).await?;
+    actor.may_write_credentials()?;
+    let credential = credential.ok_or_else(none_configured)?;
+    if !ctx.config.upstream.verify {
+        return Err(ApiError::conflict(
+            "Verification with the provider is turned off in this deployment (COMFY_CLOUD_VERIFY=off)",
+        ));
+    }
+    let team_id = actor.team_id().unwrap_or_default();
+    let verification = {
+        let key = open_key(ctx, team_id, provider, &credential)?;
+        check_with_provider(ctx, &key).await?
+    };
+    let events = events(
+        ctx,
+        &actor,
+        provider,
+        None,
+        Some(credential.record.verification.state),
+        &verification,
+    );
+    ctx.repo
+        .set_verification(
+            team_id,
+            provider,
+            &verification,
+            credential.record.version,
+            &events,
+        )
+        .await?
+        .map(|record| respond(&record))
+        .ok_or_else(|| {
+            ApiError::conflict("The credential changed while it was being checked; retry")
+        })
 }
 
 /// Never decrypts: the response is built from the stored preview and status.

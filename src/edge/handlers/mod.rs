@@ -1,6 +1,7 @@
 //! One function per route: authenticate, authorize, validate, call the repository, shape
 //! the response. The rules themselves live in `core`.
 
+pub mod agents;
 pub mod api_keys;
 pub mod audit;
 pub mod credentials;

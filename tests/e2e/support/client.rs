@@ -10,6 +10,8 @@ fn agent() -> &'static ureq::Agent {
         ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
+                // A redirect is an answer to assert on, never something to follow.
+                .max_redirects(0)
                 .timeout_global(Some(Duration::from_secs(60)))
                 // A fresh connection per request: wrangler's proxy closes idle keep-alive
                 // connections, and a reused one would fail as "connection reset".
@@ -62,11 +64,16 @@ impl<'w> Call<'w> {
     pub fn bearer(self, token: &str) -> Self {
         self.header("Authorization", &format!("Bearer {token}"))
     }
-    /// A JSON body. An `api_key` sent to a credential endpoint becomes a watched plaintext.
+    /// A JSON body. An `api_key` sent to a credential endpoint becomes a watched plaintext,
+    /// and a key the provider stub accepts, unless it starts with `stub-` (the stub's keys
+    /// for its other answers: `stub-401-...` is refused, `stub-500-...` fails, and so on).
     pub fn json(self, body: &serde_json::Value) -> Self {
         if self.path.contains("/cloud-providers/") {
             if let Some(key) = body.get("api_key").and_then(|k| k.as_str()) {
                 plaintexts::watch(key);
+                if !key.starts_with("stub-") {
+                    super::stub().allow(key);
+                }
             }
         }
         self.header("Content-Type", "application/json")

@@ -27,9 +27,11 @@ use std::{
 mod client;
 mod identity;
 pub mod plaintexts;
+mod stub;
 mod team;
 pub use client::{Call, Reply};
 pub use identity::*;
+pub use stub::*;
 pub use team::*;
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -39,7 +41,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(180);
 pub struct Options {
     /// `--var NAME:VALUE` overrides on top of wrangler.toml and .dev.vars.
     pub vars: BTreeMap<String, String>,
-    /// Leave the database empty, to see how the worker behaves without its schema.
+    /// Leave the database empty (no migration applied), to see how the worker behaves
+    /// without its schema.
     pub skip_schema: bool,
     /// Reuse another (stopped) worker's state: a restart.
     pub state_dir: Option<PathBuf>,
@@ -54,6 +57,8 @@ impl Options {
 
 pub struct Worker {
     pub base_url: String,
+    /// The same worker by the proxy host (`COMFY_CLOUD_PROXY_HOST=localhost`): the host mount.
+    pub proxy_url: String,
     pub state_dir: PathBuf,
     pub log_path: PathBuf,
     supervisor: Mutex<Option<(Child, ChildStdin)>>,
@@ -74,7 +79,7 @@ pub fn spawn(options: Options) -> Worker {
     Worker::start(options)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -123,6 +128,39 @@ fn ensure_built() {
     });
 }
 
+/// Runs `program` under a small supervisor shell that kills its whole process group as soon
+/// as the returned stdin closes (EOF) or the program exits: no process outlives the tests,
+/// however this process ends.
+fn supervise(program: &Path, args: &[String], log_path: &Path) -> (Child, ChildStdin) {
+    let script = r#"
+        trap '' TERM
+        "$@" > "$LOG" 2>&1 < /dev/null &
+        w=$!
+        while kill -0 "$w" 2>/dev/null; do
+            read -r -t 1 _; rc=$?
+            [ "$rc" -gt 128 ] || break
+        done
+        kill -TERM -- -$$ 2>/dev/null; sleep 1; kill -KILL -- -$$ 2>/dev/null
+    "#;
+    let mut supervisor = Command::new("bash");
+    supervisor
+        .arg("-c")
+        .arg(script)
+        .arg("supervisor")
+        .arg(program)
+        .args(args)
+        .current_dir(ROOT)
+        .envs(WRANGLER_ENV)
+        .env("LOG", log_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    std::os::unix::process::CommandExt::process_group(&mut supervisor, 0);
+    let mut child = supervisor.spawn().expect("start a supervisor");
+    let stdin = child.stdin.take().unwrap();
+    (child, stdin)
+}
+
 impl Worker {
     fn start(options: Options) -> Worker {
         ensure_built();
@@ -142,14 +180,13 @@ impl Worker {
 
         if !options.skip_schema {
             let out = wrangler_command()
-                .args(["d1", "execute", "DB", "--local", "--persist-to"])
+                .args(["d1", "migrations", "apply", "DB", "--local", "--persist-to"])
                 .arg(&state_dir)
-                .args(["--file", "schema.sql"])
                 .output()
-                .expect("run wrangler d1 execute");
+                .expect("run wrangler d1 migrations apply");
             assert!(
                 out.status.success(),
-                "applying schema.sql failed:\n{}{}",
+                "applying migrations/ failed:\n{}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
@@ -168,53 +205,46 @@ impl Worker {
         // Most tests send many requests from one address: the shared defaults raise the
         // limits, and the rate-limit tests set their own. Test hooks are on, except where a
         // test asks for production, which refuses them.
+        // ComfyUI Cloud is the shared provider stub, with short timeouts so the timeout tests
+        // stay quick (the stub's slow answers take 8 s).
         let mut vars: BTreeMap<String, String> = [
             ("RATE_LIMIT_IP_REQUESTS", "1000000"),
             ("RATE_LIMIT_PRINCIPAL_REQUESTS", "1000000"),
+            ("RATE_LIMIT_PROVIDER_REQUESTS", "1000000"),
+            ("COMFY_CLOUD_ORIGIN", stub().base_url.as_str()),
+            ("COMFY_CLOUD_TIMEOUT_MS", "3000"),
+            ("COMFY_CLOUD_VERIFY_TIMEOUT_MS", "2000"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-        if options.vars.get("ENVIRONMENT").map(String::as_str) != Some("production") {
+        let environment = options.vars.get("ENVIRONMENT").map(String::as_str);
+        if environment != Some("production") {
             vars.insert("TEST_HOOKS".into(), "1".into());
         }
+        // Deployed environments take only https origins: their real ones, never contacted
+        // by the tests that ask for those environments.
+        match environment {
+            Some("production") => vars.insert(
+                "COMFY_CLOUD_ORIGIN".into(),
+                "https://cloud.comfy.org".into(),
+            ),
+            Some("staging") => vars.insert(
+                "COMFY_CLOUD_ORIGIN".into(),
+                "https://stagingcloud.comfy.org".into(),
+            ),
+            _ => None,
+        };
         vars.extend(options.vars.clone());
         for (name, value) in &vars {
             args.push("--var".into());
             args.push(format!("{name}:{value}"));
         }
 
-        // The supervisor: wrangler in the background, then wait until our pipe closes
-        // (EOF) or wrangler exits; either way kill the whole group (wrangler and workerd).
-        let script = r#"
-            trap '' TERM
-            "$@" > "$LOG" 2>&1 < /dev/null &
-            w=$!
-            while kill -0 "$w" 2>/dev/null; do
-                read -r -t 1 _; rc=$?
-                [ "$rc" -gt 128 ] || break
-            done
-            kill -TERM -- -$$ 2>/dev/null; sleep 1; kill -KILL -- -$$ 2>/dev/null
-        "#;
-        let mut supervisor = Command::new("bash");
-        supervisor
-            .arg("-c")
-            .arg(script)
-            .arg("supervisor")
-            .arg(wrangler())
-            .args(&args)
-            .current_dir(ROOT)
-            .envs(WRANGLER_ENV)
-            .env("LOG", &log_path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        std::os::unix::process::CommandExt::process_group(&mut supervisor, 0);
-        let mut child = supervisor.spawn().expect("start the wrangler supervisor");
-        let stdin = child.stdin.take().unwrap();
-
+        let (child, stdin) = supervise(&wrangler(), &args, &log_path);
         let worker = Worker {
             base_url: format!("http://127.0.0.1:{port}"),
+            proxy_url: format!("http://localhost:{port}"),
             state_dir,
             log_path,
             supervisor: Mutex::new(Some((child, stdin))),
@@ -347,7 +377,19 @@ impl Worker {
     }
 
     pub fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") {
+            return path.to_string();
+        }
         format!("{}{}", self.base_url, path)
+    }
+
+    /// The process group that runs wrangler and workerd (the supervisor leads it).
+    pub fn process_group(&self) -> Option<u32> {
+        self.supervisor
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|(child, _)| child.id())
     }
 }
 

@@ -1,0 +1,127 @@
+//! Agents and fallback routing: heartbeats from device keys, the team's agent list, and the
+//! routing decision. Presence is the team's `AgentPresence` object; which device keys count
+//! is D1's word, read on every request, so a revoked key drops out at once.
+
+use futures_util::future::join;
+use worker::Response;
+
+use crate::core::{
+    access::Actor,
+    audit::AuditEvent,
+    error::{ApiError, ErrorKind},
+    ids::new_id,
+    presence::{self, DeviceKey, Heartbeat, RouteRequest, Seen},
+    providers,
+};
+use crate::edge::{
+    app::Ctx,
+    auth::{authenticate, authenticate_with_credential, TeamScope},
+    http, presence as presence_object,
+};
+
+fn presence_unavailable(e: worker::Error) -> ApiError {
+    ApiError::unavailable(
+        "Agent presence is unavailable; retry shortly",
+        format!("presence: {e}"),
+    )
+}
+
+fn fail_presence(ctx: &Ctx<'_>) -> bool {
+    ctx.config.test_hooks && ctx.header("X-Test-Fail-Presence").is_some()
+}
+
+/// `POST /api/v1/agents/heartbeat`: device keys only. No D1 write: the time goes to the
+/// team's presence object.
+pub async fn heartbeat(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
+    // Unscoped: a JWT is refused as such (403), whatever X-Team-ID says or lacks.
+    let actor = authenticate(ctx, TeamScope::Unscoped).await?;
+    let Actor::Key {
+        kind: crate::core::auth::api_key::KeyKind::Device,
+        key_id,
+        team_id,
+        ..
+    } = &actor
+    else {
+        return Err(ApiError::forbidden(
+            "Only device (dk-) keys send agent heartbeats",
+        ));
+    };
+    let body: Heartbeat = ctx.optional_json_body().await?;
+    body.validate()?;
+    let seen = Seen {
+        agent_id: key_id.clone(),
+        last_seen: ctx.now,
+        version: body.version,
+    };
+    presence_object::beat(ctx.env, team_id, seen, fail_presence(ctx))
+        .await
+        .map_err(presence_unavailable)?;
+    Ok(http::json(
+        200,
+        &serde_json::json!({
+            "agent_id": key_id,
+            "next_heartbeat_in": presence::HEARTBEAT_INTERVAL_SECS,
+        }),
+    ))
+}
+
+/// The team's usable device keys (D1) and their last heartbeats (presence), together.
+async fn devices_and_presence(
+    ctx: &Ctx<'_>,
+    team_id: &str,
+) -> Result<(Vec<DeviceKey>, Vec<Seen>), ApiError> {
+    let (devices, seen) = join(
+        ctx.repo.device_keys(team_id, ctx.now),
+        presence_object::read(ctx.env, team_id, ctx.now, fail_presence(ctx)),
+    )
+    .await;
+    Ok((devices?, seen.map_err(presence_unavailable)?))
+}
+
+/// `GET /api/v1/agents`: every non-revoked device key, online or not.
+pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
+    let actor = authenticate(ctx, TeamScope::Scoped).await?;
+    actor.may_list_agents()?;
+    let (devices, seen) = devices_and_presence(ctx, actor.team_id().unwrap_or_default()).await?;
+    let agents = presence::agents(&devices, &seen, ctx.now, ctx.config.agent_ttl_secs);
+    Ok(http::json(200, &serde_json::json!({ "agents": agents })))
+}
+
+/// `POST /api/v1/tasks/route`: a local agent, else ComfyUI Cloud when fallback allows it,
+/// else 503 `no_compute_available` saying why. Fallbacks and refusals are audited.
+pub async fn route(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
+    let provider = providers::by_slug("comfy-cloud").expect("comfy-cloud is registered");
+    let (actor, credential) = authenticate_with_credential(ctx, provider).await?;
+    actor.may_route_tasks()?;
+    let request: RouteRequest = ctx.optional_json_body().await?;
+    request.validate()?;
+    let team_id = actor.team_id().unwrap_or_default();
+    let (devices, seen) = devices_and_presence(ctx, team_id).await?;
+    let online = presence::online(&devices, &seen, ctx.now, ctx.config.agent_ttl_secs);
+    let decision = presence::decide(&online, credential.as_ref());
+    let action = match &decision {
+        Ok(presence::Target::Local { .. }) => None,
+        Ok(presence::Target::ComfyCloud) => Some("task.routed_to_cloud"),
+        Err(_) => Some("task.no_compute"),
+    };
+    if let Some(action) = action {
+        let event = AuditEvent {
+            id: new_id(ctx.now).to_string(),
+            team_id: team_id.to_string(),
+            actor_kind: actor.kind().to_string(),
+            actor_id: actor.id().to_string(),
+            action: action.to_string(),
+            provider: Some(provider.name.to_string()),
+            created_at: ctx.now,
+            request_id: ctx.log.request_id.clone(),
+        };
+        ctx.repo.insert_audit_event(&event).await?;
+    }
+    match decision {
+        Ok(target) => Ok(http::json(200, &target.view(online.len(), ctx.now))),
+        Err(why) => Ok(http::json(
+            ErrorKind::NoComputeAvailable.status(),
+            &presence::no_compute_body(why, online.len(), ctx.now),
+        )),
+    }
+}

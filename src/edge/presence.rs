@@ -1,0 +1,173 @@
+//! Agent presence: one Durable Object per team (`AgentPresence`) keeps each agent's last
+//! heartbeat, so a heartbeat costs no D1 write. The object only records and reports
+//! times; whether an agent is online is decided by the reader (`core/presence.rs`) at read
+//! time, so nothing depends on an alarm.
+//!
+//! Each agent is one storage key (`a:<agent id>`, a JSON value), so a heartbeat writes a few
+//! dozen bytes whatever the team's size. Entries not refreshed for a day are dropped when
+//! the object reads them.
+
+use std::{cell::RefCell, collections::BTreeMap};
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+use worker::{
+    durable_object, DurableObject, Env, Headers, ListOptions, Method, Request, RequestInit,
+    Response, Result, State,
+};
+
+use crate::core::{presence::Seen, time::UnixMillis};
+
+const PREFIX: &str = "a:";
+/// An entry this old is of no use to anyone: it is deleted on the next read.
+const FORGET_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Message {
+    Beat {
+        seen: Seen,
+        #[serde(default)]
+        fail: bool,
+    },
+    Read {
+        now: UnixMillis,
+        #[serde(default)]
+        fail: bool,
+    },
+}
+
+async fn call(env: &Env, team_id: &str, message: &Message) -> Result<Response> {
+    let stub = env.durable_object("AGENT_PRESENCE")?.get_by_name(team_id)?;
+    let headers = Headers::new();
+    headers.set("Content-Type", "application/json")?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(JsValue::from_str(&serde_json::to_string(message)?)));
+    let response = stub
+        .fetch_with_request(Request::new_with_init("https://presence/", &init)?)
+        .await?;
+    if response.status_code() != 200 {
+        return Err(worker::Error::RustError(format!(
+            "presence answered {}",
+            response.status_code()
+        )));
+    }
+    Ok(response)
+}
+
+/// Records a heartbeat: one round trip to the team's object.
+pub async fn beat(env: &Env, team_id: &str, seen: Seen, fail: bool) -> Result<()> {
+    call(env, team_id, &Message::Beat { seen, fail }).await?;
+    Ok(())
+}
+
+/// Every agent's last heartbeat in the team: one round trip.
+pub async fn read(env: &Env, team_id: &str, now: UnixMillis, fail: bool) -> Result<Vec<Seen>> {
+    call(env, team_id, &Message::Read { now, fail })
+        .await?
+        .json()
+        .await
+}
+
+#[durable_object]
+pub struct AgentPresence {
+    state: State,
+    test_hooks: bool,
+    /// `None` until loaded from storage. Never borrowed across an `.await`.
+    seen: RefCell<Option<BTreeMap<String, Seen>>>,
+}
+
+impl AgentPresence {
+    async fn load(&self) -> Result<()> {
+        if self.seen.borrow().is_some() {
+            return Ok(());
+        }
+        let listed = self
+            .state
+            .storage()
+            .list_with_options(ListOptions::new().prefix(PREFIX))
+            .await?;
+        let mut loaded = BTreeMap::new();
+        listed.for_each(&mut |value, _key| {
+            if let Some(seen) = value
+                .as_string()
+                .and_then(|text| serde_json::from_str::<Seen>(&text).ok())
+            {
+                loaded.insert(seen.agent_id.clone(), seen);
+            }
+        });
+        let mut slot = self.seen.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(loaded);
+        }
+        Ok(())
+    }
+}
+
+impl DurableObject for AgentPresence {
+    fn new(state: State, env: Env) -> Self {
+        let test_hooks = env.var("TEST_HOOKS").is_ok_and(|v| v.to_string() == "1")
+            && !env
+                .var("ENVIRONMENT")
+                .is_ok_and(|v| v.to_string() == "production");
+        AgentPresence {
+            state,
+            test_hooks,
+            seen: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, mut req: Request) -> Result<Response> {
+        let message: Message = req.json().await?;
+        let fail = match &message {
+            Message::Beat { fail, .. } | Message::Read { fail, .. } => *fail,
+        };
+        if fail && self.test_hooks {
+            return Err(worker::Error::RustError("injected presence failure".into()));
+        }
+        self.load().await?;
+        match message {
+            Message::Beat { seen, .. } => {
+                let key = format!("{PREFIX}{}", seen.agent_id);
+                let text = serde_json::to_string(&seen)?;
+                {
+                    let mut slot = self.seen.borrow_mut();
+                    let map = slot.get_or_insert_with(BTreeMap::new);
+                    // Heartbeats can arrive out of order; the latest wins.
+                    if map
+                        .get(&seen.agent_id)
+                        .is_some_and(|old| old.last_seen > seen.last_seen)
+                    {
+                        return Response::from_json(&());
+                    }
+                    map.insert(seen.agent_id.clone(), seen);
+                }
+                self.state.storage().put(&key, text).await?;
+                Response::from_json(&())
+            }
+            Message::Read { now, .. } => {
+                let (current, stale): (Vec<Seen>, Vec<String>) = {
+                    let mut slot = self.seen.borrow_mut();
+                    let map = slot.get_or_insert_with(BTreeMap::new);
+                    let stale: Vec<String> = map
+                        .values()
+                        .filter(|s| now - s.last_seen > FORGET_AFTER_MS)
+                        .map(|s| s.agent_id.clone())
+                        .collect();
+                    for id in &stale {
+                        map.remove(id);
+                    }
+                    (map.values().cloned().collect(), stale)
+                };
+                if !stale.is_empty() {
+                    let keys: Vec<String> =
+                        stale.iter().map(|id| format!("{PREFIX}{id}")).collect();
+                    self.state.storage().delete_multiple(keys).await?;
+                }
+                Response::from_json(&current)
+            }
+        }
+    }
+}

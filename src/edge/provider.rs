@@ -1,0 +1,112 @@
+//! The outbound client for ComfyUI Cloud: the only code that sends a request to the
+//! provider. Every request it sends carries `redirect: manual` (workers-rs follows
+//! redirects by default, and would forward the key to whatever host a `Location` names)
+//! and gives up when no response headers arrive in time.
+
+use std::{cell::Cell, time::Duration};
+
+use futures_util::future::{select, Either};
+use worker::{
+    AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+    Response, ResponseBody,
+};
+
+use crate::core::{
+    credentials::header_safe,
+    verify::{ProviderAnswer, ACCOUNT_PATH},
+};
+
+pub enum Sent {
+    Response(Response),
+    /// No response headers within the time limit; the request was aborted.
+    Timeout,
+    /// The fetch failed: the detail is for the log, and never holds a header.
+    NetworkError(String),
+}
+
+/// How far a streamed request body has got: the proxy's counting stream updates it.
+#[derive(Default)]
+pub struct Upload {
+    pub bytes: Cell<u64>,
+    pub over_cap: Cell<bool>,
+    /// When the last byte went out (ms since the epoch); `None` while still sending.
+    pub finished_at: Cell<Option<f64>>,
+}
+
+/// Sends `init` to `url` with redirects returned, not followed. The provider has
+/// `timeout_ms` to send response headers, counted from the end of `upload` when there is
+/// one: a slow 100 MB upload is not a slow provider.
+pub async fn send(
+    url: &str,
+    init: &mut RequestInit,
+    timeout_ms: u32,
+    upload: Option<&Upload>,
+) -> Sent {
+    init.with_redirect(RequestRedirect::Manual);
+    let request = match Request::new_with_init(url, init) {
+        Ok(request) => request,
+        Err(e) => return Sent::NetworkError(format!("build upstream request: {e}")),
+    };
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let fetch = Fetch::Request(request);
+    let mut response = std::pin::pin!(fetch.send_with_signal(&signal));
+    let mut wait_ms = f64::from(timeout_ms);
+    loop {
+        let deadline = Delay::from(Duration::from_millis(wait_ms as u64));
+        match select(response.as_mut(), deadline).await {
+            Either::Left((Ok(response), _)) => return Sent::Response(response),
+            Either::Left((Err(e), _)) => return Sent::NetworkError(format!("upstream fetch: {e}")),
+            Either::Right(_) => {
+                let still_sending = upload.map(|u| (u.finished_at.get(), u.over_cap.get()));
+                let left = |at: f64| at + f64::from(timeout_ms) - Date::now().as_millis() as f64;
+                wait_ms = match still_sending {
+                    // The body is still going up: the clock has not started.
+                    Some((None, false)) => f64::from(timeout_ms),
+                    // The body finished meanwhile: what is left of its time.
+                    Some((Some(at), _)) if left(at) > 0.0 => left(at),
+                    _ => {
+                        controller.abort();
+                        return Sent::Timeout;
+                    }
+                };
+            }
+        }
+    }
+}
+
+/// `GET {origin}/developer/api/v1/account` with the key as Bearer: the provider's word on
+/// whether the key is good. Only the status is kept; the body is never read or echoed.
+pub async fn check_key(origin: &str, api_key: &str, timeout_ms: u32) -> ProviderAnswer {
+    // Checked first: the runtime logs a header value that is not ASCII. PUT already refuses
+    // such a key; one stored before that rule can't be a key the provider issued.
+    if !header_safe(api_key) {
+        return ProviderAnswer::Status(401);
+    }
+    let headers = Headers::new();
+    let authorization = format!("Bearer {api_key}");
+    if headers.set("Authorization", &authorization).is_err()
+        || headers.set("Accept", "application/json").is_err()
+    {
+        return ProviderAnswer::Status(401);
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    match send(
+        &format!("{origin}{ACCOUNT_PATH}"),
+        &mut init,
+        timeout_ms,
+        None,
+    )
+    .await
+    {
+        Sent::Response(response) => {
+            if let ResponseBody::Stream(body) = response.body() {
+                let _ = body.cancel();
+            }
+            ProviderAnswer::Status(response.status_code())
+        }
+        Sent::Timeout => ProviderAnswer::Timeout,
+        Sent::NetworkError(_) => ProviderAnswer::NetworkError,
+    }
+}

@@ -1,0 +1,557 @@
+//! Credentials: the team's sealed provider keys, their audit events, verification, proxy
+//! use, and re-encryption after a key rotation.
+
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::D1PreparedStatement;
+
+use super::{
+    corrupt, millis, num, opt_num, opt_text, text, ApiKeyRow, MemberRow, Repo, Result,
+    API_KEY_COLUMNS,
+};
+use crate::core::{
+    api_keys::ApiKeyRecord,
+    audit::{AuditEvent, PageRequest},
+    credentials::{CredentialRecord, Status},
+    providers::{self, Provider},
+    teams::MemberRecord,
+    time::UnixMillis,
+    verify::{self, Verification},
+};
+
+impl Repo {
+    /// The API key with this hash and its team's credential for `provider`, in one D1
+    /// round trip. The credential is found through the key's own row, so it can only ever
+    /// be that key's team's; the caller still decides whether the key may act at all.
+    /// `sealed` adds the ciphertext, for the verify and proxy paths only.
+    pub async fn api_key_and_credential(
+        &self,
+        key_hash: &str,
+        provider: &Provider,
+        sealed: bool,
+    ) -> Result<(Option<ApiKeyRecord>, Option<SealedCredential>)> {
+        let key = self.stmt(
+            &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1"),
+            &[text(key_hash)],
+        )?;
+        let credential = self.stmt(
+            &format!(
+                "SELECT {} FROM credentials \
+                 WHERE team_id = (SELECT team_id FROM api_keys WHERE key_hash = ?1) AND provider = ?2",
+                columns(sealed)
+            ),
+            &[text(key_hash), text(provider.name)],
+        )?;
+        self.caller_and_credential(key, credential, ApiKeyRow::record)
+            .await
+    }
+
+    /// The caller's membership in `team_id` and that team's credential for `provider`, in
+    /// one D1 round trip; `sealed` as for [`Repo::api_key_and_credential`].
+    pub async fn member_and_credential(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        provider: &Provider,
+        sealed: bool,
+    ) -> Result<(Option<MemberRecord>, Option<SealedCredential>)> {
+        let member = self.stmt(
+            "SELECT user_id, role, added_at FROM team_members WHERE team_id = ?1 AND user_id = ?2",
+            &[text(team_id), text(user_id)],
+        )?;
+        let credential = self.stmt(
+            &format!(
+                "SELECT {} FROM credentials WHERE team_id = ?1 AND provider = ?2",
+                columns(sealed)
+            ),
+            &[text(team_id), text(provider.name)],
+        )?;
+        self.caller_and_credential(member, credential, MemberRow::record)
+            .await
+    }
+
+    /// Runs the caller's read and the credential's read as one D1 batch: one round trip.
+    async fn caller_and_credential<Row: for<'de> Deserialize<'de>, Caller>(
+        &self,
+        caller: D1PreparedStatement,
+        credential: D1PreparedStatement,
+        record: fn(Row) -> Result<Caller>,
+    ) -> Result<(Option<Caller>, Option<SealedCredential>)> {
+        let results = self.db.batch(vec![caller, credential]).await?;
+        let caller = first_row::<Row>(&results, 0)?.map(record).transpose()?;
+        let credential = first_row::<CredentialRow>(&results, 1)?
+            .map(CredentialRow::sealed)
+            .transpose()?;
+        Ok((caller, credential))
+    }
+
+    pub async fn credential(
+        &self,
+        team_id: &str,
+        provider: &Provider,
+    ) -> Result<Option<CredentialRecord>> {
+        let row: Option<CredentialRow> = self
+            .first(
+                &format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE team_id = ?1 AND provider = ?2"),
+                &[text(team_id), text(provider.name)],
+            )
+            .await?;
+        row.map(CredentialRow::record).transpose()
+    }
+
+    pub async fn credentials(&self, team_id: &str) -> Result<Vec<CredentialRecord>> {
+        let rows: Vec<CredentialRow> = self
+            .all(
+                &format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE team_id = ?1 ORDER BY provider"),
+                &[text(team_id)],
+            )
+            .await?;
+        // A row of a provider this build no longer knows is skipped, not an error.
+        Ok(rows.into_iter().filter_map(|r| r.record().ok()).collect())
+    }
+
+    /// Sets or replaces the sealed key. With `expected`, only while the row is still at that
+    /// version. Returns `None` when that condition failed (nothing written, no audit).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_credential(
+        &self,
+        team_id: &str,
+        provider: &Provider,
+        sealed: &str,
+        key_id: &str,
+        key_preview: &str,
+        cloud_fallback: bool,
+        verification: &Verification,
+        now: UnixMillis,
+        expected: Option<i64>,
+        events: &[AuditEvent],
+    ) -> Result<Option<CredentialRecord>> {
+        let change = self.stmt(
+            &format!(
+                "INSERT INTO credentials (team_id, provider, status, cloud_fallback, ciphertext, key_id, key_preview, created_at, updated_at, version, \
+                   verification_state, verification_checked_at, verification_reason) \
+                 VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?7, 1, ?9, ?10, ?11) \
+                 ON CONFLICT (team_id, provider) DO UPDATE SET status = 'active', cloud_fallback = excluded.cloud_fallback, \
+                   ciphertext = excluded.ciphertext, key_id = excluded.key_id, key_preview = excluded.key_preview, \
+                   updated_at = excluded.updated_at, version = credentials.version + 1, \
+                   verification_state = excluded.verification_state, \
+                   verification_checked_at = excluded.verification_checked_at, \
+                   verification_reason = excluded.verification_reason \
+                 WHERE ?8 IS NULL OR credentials.version = ?8 \
+                 RETURNING {CREDENTIAL_COLUMNS}"
+            ),
+            &[
+                text(team_id),
+                text(provider.name),
+                JsValue::from_f64(cloud_fallback as u8 as f64),
+                text(sealed),
+                text(key_id),
+                text(key_preview),
+                num(now),
+                opt_num(expected),
+                text(verification.state.as_str()),
+                opt_num(verification.checked_at),
+                opt_text(verification.reason),
+            ],
+        )?;
+        self.change_with_audit(change, events, expected).await
+    }
+
+    /// Records what a re-check found, if the row is still at `expected` (the key checked is
+    /// the key stored). The version moves, so ETags follow; `updated_at` does not, since
+    /// the credential itself was not changed.
+    pub async fn set_verification(
+        &self,
+        team_id: &str,
+        provider: &Provider,
+        verification: &Verification,
+        expected: i64,
+        events: &[AuditEvent],
+    ) -> Result<Option<CredentialRecord>> {
+        let change = self.stmt(
+            &format!(
+                "UPDATE credentials SET verification_state = ?3, verification_checked_at = ?4, \
+                   verification_reason = ?5, version = version + 1 \
+                 WHERE team_id = ?1 AND provider = ?2 AND version = ?6 AND status = 'active' \
+                 RETURNING {CREDENTIAL_COLUMNS}"
+            ),
+            &[
+                text(team_id),
+                text(provider.name),
+                text(verification.state.as_str()),
+                opt_num(verification.checked_at),
+                opt_text(verification.reason),
+                num(expected),
+            ],
+        )?;
+        self.change_with_audit(change, events, Some(expected)).await
+    }
+
+    /// After a proxied call: `last_used_at`, at most once per `resolution_ms`; and, when the
+    /// provider answered 401, the key marked rejected (also at most once per
+    /// `resolution_ms`, with an audit event only when the state changes). Both only while
+    /// the row is still at `expected`, so a key replaced meanwhile is never marked.
+    pub async fn record_proxy_use(
+        &self,
+        team_id: &str,
+        provider: &Provider,
+        now: UnixMillis,
+        resolution_ms: i64,
+        expected: i64,
+        rejected: Option<(&Verification, &AuditEvent)>,
+    ) -> Result<()> {
+        let mut statements = vec![self.stmt(
+            "UPDATE credentials SET last_used_at = ?3 WHERE team_id = ?1 AND provider = ?2 \
+               AND version = ?5 AND (last_used_at IS NULL OR last_used_at <= ?4)",
+            &[
+                text(team_id),
+                text(provider.name),
+                num(now),
+                num(now - resolution_ms),
+                num(expected),
+            ],
+        )?];
+        if let Some((verification, event)) = rejected {
+            statements.push(self.audit_insert(
+                event,
+                "EXISTS (SELECT 1 FROM credentials WHERE team_id = ?2 AND provider = ?6 \
+                   AND version = ?9 AND verification_state <> 'rejected')",
+                Some(expected),
+            )?);
+            statements.push(self.stmt(
+                "UPDATE credentials SET verification_checked_at = ?3, verification_reason = ?5, \
+                   version = version + (verification_state <> 'rejected'), verification_state = 'rejected' \
+                 WHERE team_id = ?1 AND provider = ?2 AND version = ?6 AND status = 'active' \
+                   AND (verification_state <> 'rejected' OR verification_checked_at IS NULL \
+                        OR verification_checked_at <= ?4)",
+                &[
+                    text(team_id),
+                    text(provider.name),
+                    opt_num(verification.checked_at),
+                    num(now - resolution_ms),
+                    opt_text(verification.reason),
+                    num(expected),
+                ],
+            )?);
+        }
+        self.db.batch(statements).await?;
+        Ok(())
+    }
+
+    /// Turns cloud fallback on or off, if the row is still at `expected` and, to turn it on,
+    /// still active.
+    pub async fn set_cloud_fallback(
+        &self,
+        team_id: &str,
+        provider: &Provider,
+        cloud_fallback: bool,
+        now: UnixMillis,
+        expected: i64,
+        audit: &AuditEvent,
+    ) -> Result<Option<CredentialRecord>> {
+        let change = self.stmt(
+            &format!(
+                "UPDATE credentials SET cloud_fallback = ?3, updated_at = ?4, version = version + 1 \
+                 WHERE team_id = ?1 AND provider = ?2 AND version = ?5 AND (?3 = 0 OR status = 'active') \
+                 RETURNING {CREDENTIAL_COLUMNS}"
+            ),
+            &[
+                text(team_id),
+                text(provider.name),
+                JsValue::from_f64(cloud_fallback as u8 as f64),
+                num(now),
+                num(expected),
+            ],
+        )?;
+        self.change_with_audit(change, std::slice::from_ref(audit), Some(expected))
+            .await
+    }
+
+    /// Revokes: the ciphertext is destroyed, fallback turned off; the row stays for status.
+    pub async fn revoke_credential(
+        &self,
+        team_id: &str,
+        provider: &Provider,
+        now: UnixMillis,
+        expected: i64,
+        audit: &AuditEvent,
+    ) -> Result<Option<CredentialRecord>> {
+        let change = self.stmt(
+            &format!(
+                "UPDATE credentials SET status = 'revoked', cloud_fallback = 0, ciphertext = NULL, key_id = NULL, \
+                   updated_at = ?3, version = version + 1 \
+                 WHERE team_id = ?1 AND provider = ?2 AND version = ?4 \
+                 RETURNING {CREDENTIAL_COLUMNS}"
+            ),
+            &[text(team_id), text(provider.name), num(now), num(expected)],
+        )?;
+        self.change_with_audit(change, std::slice::from_ref(audit), Some(expected))
+            .await
+    }
+
+    /// The change and its audit events in one D1 batch (one transaction): all or none.
+    /// Each audit insert carries the change's own version condition, so a change that finds
+    /// the row moved on writes no event either.
+    async fn change_with_audit(
+        &self,
+        change: D1PreparedStatement,
+        events: &[AuditEvent],
+        expected: Option<i64>,
+    ) -> Result<Option<CredentialRecord>> {
+        let mut statements = Vec::with_capacity(events.len() + 2);
+        for event in events {
+            statements.push(self.audit_insert(
+                event,
+                "?9 IS NULL OR EXISTS (SELECT 1 FROM credentials WHERE team_id = ?2 AND provider = ?6 AND version = ?9)",
+                expected,
+            )?);
+        }
+        statements.push(change);
+        if self.fail_writes {
+            // A NOT NULL violation, raised only after the writes above have run.
+            statements.push(self.stmt(
+                "INSERT INTO audit_events (id, team_id, actor_kind, actor_id, action, created_at, request_id) \
+                 VALUES ('failing-write', NULL, '', '', '', 0, '')",
+                &[],
+            )?);
+        }
+        let results = self.db.batch(statements).await?;
+        first_row::<CredentialRow>(&results, events.len())?
+            .map(CredentialRow::record)
+            .transpose()
+    }
+
+    /// An audit event on its own: for decisions that change nothing else (routing).
+    pub async fn insert_audit_event(&self, event: &AuditEvent) -> Result<()> {
+        self.audit_insert(event, "?9 IS NULL", None)?.run().await?;
+        Ok(())
+    }
+
+    /// An audit event's insert, written only `WHERE {condition}`; `?9` is `expected`.
+    fn audit_insert(
+        &self,
+        audit: &AuditEvent,
+        condition: &str,
+        expected: Option<i64>,
+    ) -> Result<D1PreparedStatement> {
+        self.stmt(
+            &format!(
+                "INSERT INTO audit_events (id, team_id, actor_kind, actor_id, action, provider, created_at, request_id) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE {condition}"
+            ),
+            &[
+                text(&audit.id),
+                text(&audit.team_id),
+                text(&audit.actor_kind),
+                text(&audit.actor_id),
+                text(&audit.action),
+                opt_text(audit.provider.as_deref()),
+                num(audit.created_at),
+                text(&audit.request_id),
+                opt_num(expected),
+            ],
+        )
+    }
+
+    pub async fn audit_events(&self, team_id: &str, page: &PageRequest) -> Result<Vec<AuditEvent>> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: String,
+            team_id: String,
+            actor_kind: String,
+            actor_id: String,
+            action: String,
+            provider: Option<String>,
+            created_at: f64,
+            request_id: String,
+        }
+        let rows: Vec<Row> = self
+            .all(
+                "SELECT id, team_id, actor_kind, actor_id, action, provider, created_at, request_id \
+                 FROM audit_events WHERE team_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
+                &[text(team_id), opt_text(page.before.as_deref()), num(page.limit as i64 + 1)],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditEvent {
+                id: r.id,
+                team_id: r.team_id,
+                actor_kind: r.actor_kind,
+                actor_id: r.actor_id,
+                action: r.action,
+                provider: r.provider,
+                created_at: millis(r.created_at),
+                request_id: r.request_id,
+            })
+            .collect())
+    }
+
+    // ---- key rotation ------------------------------------------------------------------
+
+    /// Sealed rows not under `active_key_id`, in key order after `after`.
+    pub async fn rows_to_reencrypt(
+        &self,
+        active_key_id: &str,
+        after: Option<&SealedRow>,
+        limit: usize,
+    ) -> Result<Vec<SealedRow>> {
+        self.all(
+            "SELECT team_id, provider, ciphertext FROM credentials \
+             WHERE ciphertext IS NOT NULL AND key_id <> ?1 AND (team_id, provider) > (?2, ?3) \
+             ORDER BY team_id, provider LIMIT ?4",
+            &[
+                text(active_key_id),
+                text(after.map_or("", |r| r.team_id.as_str())),
+                text(after.map_or("", |r| r.provider.as_str())),
+                num(limit as i64),
+            ],
+        )
+        .await
+    }
+
+    /// Swaps in each re-sealed blob only if its row still holds the blob it was made from,
+    /// so a concurrent PUT or DELETE always wins. One D1 call for the whole batch (a cron
+    /// run has a subrequest budget); each row's change and audit event stand or fall
+    /// together. The version is unchanged: the credential itself did not change, so
+    /// clients' ETags stay valid. Returns, per row, whether it was replaced.
+    pub async fn replace_ciphertexts(&self, batch: &[Resealed<'_>]) -> Result<Vec<bool>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut statements = Vec::with_capacity(batch.len() * 2);
+        for Resealed {
+            row,
+            sealed,
+            key_id,
+            audit,
+        } in batch
+        {
+            statements.push(self.stmt(
+                "INSERT INTO audit_events (id, team_id, actor_kind, actor_id, action, provider, created_at, request_id) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 \
+                 WHERE EXISTS (SELECT 1 FROM credentials WHERE team_id = ?2 AND provider = ?6 AND ciphertext = ?9)",
+                &[
+                    text(&audit.id),
+                    text(&audit.team_id),
+                    text(&audit.actor_kind),
+                    text(&audit.actor_id),
+                    text(&audit.action),
+                    text(&row.provider),
+                    num(audit.created_at),
+                    text(&audit.request_id),
+                    text(&row.ciphertext),
+                ],
+            )?);
+            statements.push(self.stmt(
+                "UPDATE credentials SET ciphertext = ?3, key_id = ?4 WHERE team_id = ?1 AND provider = ?2 AND ciphertext = ?5",
+                &[text(&row.team_id), text(&row.provider), text(sealed), text(key_id), text(&row.ciphertext)],
+            )?);
+        }
+        let results = self.db.batch(statements).await?;
+        Ok((0..batch.len())
+            .map(|i| {
+                results
+                    .get(2 * i + 1)
+                    .and_then(|r| r.meta().ok().flatten())
+                    .and_then(|m| m.changes)
+                    .unwrap_or(0)
+                    > 0
+            })
+            .collect())
+    }
+}
+
+/// A row re-sealed under the active key, with the audit event its replacement writes.
+pub struct Resealed<'a> {
+    pub row: &'a SealedRow,
+    pub sealed: String,
+    pub key_id: &'a str,
+    pub audit: AuditEvent,
+}
+
+/// The first row of the `index`th result of a batch.
+fn first_row<T: for<'de> Deserialize<'de>>(
+    results: &[worker::D1Result],
+    index: usize,
+) -> Result<Option<T>> {
+    match results.get(index) {
+        Some(result) => Ok(result.results::<T>()?.into_iter().next()),
+        None => Ok(None),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SealedRow {
+    pub team_id: String,
+    pub provider: String,
+    pub ciphertext: String,
+}
+
+const CREDENTIAL_COLUMNS: &str =
+    "provider, status, cloud_fallback, created_at, updated_at, key_preview, version, \
+     verification_state, verification_checked_at, verification_reason, last_used_at";
+
+/// The credential columns, and the ciphertext when `sealed`.
+fn columns(sealed: bool) -> String {
+    if sealed {
+        format!("{CREDENTIAL_COLUMNS}, ciphertext")
+    } else {
+        CREDENTIAL_COLUMNS.to_string()
+    }
+}
+
+/// A credential with its ciphertext, read only by the verify and proxy paths (and
+/// `None` there too once the credential is revoked, or when it was read without).
+pub struct SealedCredential {
+    pub record: CredentialRecord,
+    pub ciphertext: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CredentialRow {
+    provider: String,
+    status: String,
+    cloud_fallback: f64,
+    created_at: f64,
+    updated_at: f64,
+    key_preview: String,
+    version: f64,
+    verification_state: String,
+    verification_checked_at: Option<f64>,
+    verification_reason: Option<String>,
+    last_used_at: Option<f64>,
+    #[serde(default)]
+    ciphertext: Option<String>,
+}
+
+impl CredentialRow {
+    fn record(self) -> Result<CredentialRecord> {
+        self.sealed().map(|s| s.record)
+    }
+
+    fn sealed(self) -> Result<SealedCredential> {
+        let state = verify::State::parse(&self.verification_state)
+            .ok_or_else(|| corrupt("credentials.verification_state"))?;
+        let record = CredentialRecord {
+            provider: providers::by_name(&self.provider)
+                .ok_or_else(|| corrupt("credentials.provider"))?,
+            status: Status::parse(&self.status).ok_or_else(|| corrupt("credentials.status"))?,
+            cloud_fallback: self.cloud_fallback != 0.0,
+            created_at: millis(self.created_at),
+            updated_at: millis(self.updated_at),
+            key_preview: self.key_preview,
+            version: self.version as i64,
+            verification: Verification::stored(
+                state,
+                self.verification_checked_at.map(millis),
+                self.verification_reason.as_deref(),
+            ),
+            last_used_at: self.last_used_at.map(millis),
+        };
+        Ok(SealedCredential {
+            record,
+            ciphertext: self.ciphertext,
+        })
+    }
+}

@@ -1,0 +1,423 @@
+//! The D1 repository: the only place in the service with SQL. Numbers are bound as JS
+//! numbers (f64): D1 rejects the BigInt that an i64 would become.
+//!
+//! Teams, members and API keys are here; credentials, their audit events and key rotation
+//! in [`credentials`].
+
+mod credentials;
+pub use credentials::{Resealed, SealedCredential};
+
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::{D1Database, D1PreparedStatement, Env};
+
+use crate::core::{
+    access::Role,
+    api_keys::{scopes_from_text, scopes_to_text, ApiKeyRecord},
+    auth::api_key::KeyKind,
+    error::ApiError,
+    presence::DeviceKey,
+    teams::{MemberRecord, TeamRecord},
+    time::UnixMillis,
+};
+
+/// D1 failing is an outage, not a bug: 503, with the cause in the log only.
+impl From<worker::Error> for ApiError {
+    fn from(e: worker::Error) -> ApiError {
+        ApiError::unavailable("The database is unavailable", format!("d1: {e}"))
+    }
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+fn text(s: &str) -> JsValue {
+    JsValue::from_str(s)
+}
+fn num(n: UnixMillis) -> JsValue {
+    JsValue::from_f64(n as f64)
+}
+fn opt_num(n: Option<UnixMillis>) -> JsValue {
+    n.map_or(JsValue::NULL, num)
+}
+fn opt_text(s: Option<&str>) -> JsValue {
+    s.map_or(JsValue::NULL, text)
+}
+fn millis(n: f64) -> UnixMillis {
+    n as UnixMillis
+}
+
+fn corrupt(what: &str) -> ApiError {
+    ApiError::internal(format!("d1: unexpected stored value in {what}"))
+}
+
+fn role(s: &str) -> Result<Role> {
+    Role::parse(s).ok_or_else(|| corrupt("team_members.role"))
+}
+
+pub struct Repo {
+    db: D1Database,
+    /// Test hook (only with TEST_HOOKS=1): a credential change's batch ends in a statement
+    /// that fails after the others ran, so the whole transaction must roll back.
+    fail_writes: bool,
+}
+
+impl Repo {
+    pub fn new(env: &Env) -> Result<Repo> {
+        Ok(Repo {
+            db: env.d1("DB")?,
+            fail_writes: false,
+        })
+    }
+
+    pub fn failing_writes(self, fail_writes: bool) -> Repo {
+        Repo {
+            fail_writes,
+            ..self
+        }
+    }
+
+    fn stmt(&self, sql: &str, args: &[JsValue]) -> Result<D1PreparedStatement> {
+        Ok(self.db.prepare(sql).bind(args)?)
+    }
+
+    async fn first<T: for<'de> Deserialize<'de>>(
+        &self,
+        sql: &str,
+        args: &[JsValue],
+    ) -> Result<Option<T>> {
+        Ok(self.stmt(sql, args)?.first::<T>(None).await?)
+    }
+
+    async fn all<T: for<'de> Deserialize<'de>>(
+        &self,
+        sql: &str,
+        args: &[JsValue],
+    ) -> Result<Vec<T>> {
+        Ok(self.stmt(sql, args)?.all().await?.results::<T>()?)
+    }
+
+    /// A real read of the schema, so a missing or broken database is seen, not just a socket.
+    pub async fn ping(&self) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Row {
+            #[allow(dead_code)]
+            version: f64,
+        }
+        self.first::<Row>("SELECT version FROM schema_version LIMIT 1", &[])
+            .await?
+            .map(|_| ())
+            .ok_or_else(|| ApiError::unavailable("D1 is unavailable", "schema_version is empty"))
+    }
+
+    // ---- teams and members -------------------------------------------------------------
+
+    /// The team and its first owner, in one batch: both or neither.
+    pub async fn create_team(&self, team: &TeamRecord, owner: &str) -> Result<()> {
+        let now = num(team.created_at);
+        self.db
+            .batch(vec![
+                self.stmt(
+                    "INSERT INTO teams (id, name, created_at) VALUES (?1, ?2, ?3)",
+                    &[text(&team.id), text(&team.name), now.clone()],
+                )?,
+                self.stmt(
+                    "INSERT INTO team_members (team_id, user_id, role, added_at) VALUES (?1, ?2, 'owner', ?3)",
+                    &[text(&team.id), text(owner), now],
+                )?,
+            ])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn teams_of(&self, user_id: &str) -> Result<Vec<TeamRecord>> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: String,
+            name: String,
+            role: String,
+            created_at: f64,
+        }
+        let rows: Vec<Row> = self
+            .all(
+                "SELECT t.id, t.name, m.role, t.created_at FROM team_members m \
+                 JOIN teams t ON t.id = m.team_id WHERE m.user_id = ?1 ORDER BY t.created_at, t.id",
+                &[text(user_id)],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(TeamRecord {
+                    role: role(&r.role)?,
+                    id: r.id,
+                    name: r.name,
+                    created_at: millis(r.created_at),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn member(&self, team_id: &str, user_id: &str) -> Result<Option<MemberRecord>> {
+        let row: Option<MemberRow> = self
+            .first(
+                "SELECT user_id, role, added_at FROM team_members WHERE team_id = ?1 AND user_id = ?2",
+                &[text(team_id), text(user_id)],
+            )
+            .await?;
+        row.map(MemberRow::record).transpose()
+    }
+
+    pub async fn members(&self, team_id: &str) -> Result<Vec<MemberRecord>> {
+        let rows: Vec<MemberRow> = self
+            .all(
+                "SELECT user_id, role, added_at FROM team_members WHERE team_id = ?1 ORDER BY added_at, user_id",
+                &[text(team_id)],
+            )
+            .await?;
+        rows.into_iter().map(MemberRow::record).collect()
+    }
+
+    pub async fn owner_count(&self, team_id: &str) -> Result<usize> {
+        #[derive(Deserialize)]
+        struct Row {
+            n: f64,
+        }
+        let row: Option<Row> = self
+            .first(
+                "SELECT COUNT(*) AS n FROM team_members WHERE team_id = ?1 AND role = 'owner'",
+                &[text(team_id)],
+            )
+            .await?;
+        Ok(row.map_or(0, |r| r.n as usize))
+    }
+
+    /// Adds the member or changes their role, if the rules allow it as the team is at
+    /// write time: the caller (`actor_id`) is an owner or admin, only an owner grants
+    /// `owner` or changes an owner, and an owner is demoted only while another remains.
+    /// Decided inside the one statement, so no concurrent change slips between a check and
+    /// the write. `None` means a rule refused.
+    pub async fn set_member(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        role: Role,
+        actor_id: &str,
+        now: UnixMillis,
+    ) -> Result<Option<MemberRecord>> {
+        let (actor, owners) = (actor_role("?5"), OWNER_COUNT);
+        let row: Option<MemberRow> = self
+            .first(
+                &format!(
+                    "INSERT INTO team_members (team_id, user_id, role, added_at) \
+                     SELECT ?1, ?2, ?3, ?4 WHERE {actor} IN ('owner', 'admin') \
+                        AND (?3 <> 'owner' OR {actor} = 'owner') \
+                     ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role \
+                     WHERE (team_members.role <> 'owner' OR {actor} = 'owner') \
+                        AND (team_members.role <> 'owner' OR excluded.role = 'owner' OR {owners} > 1) \
+                     RETURNING user_id, role, added_at"
+                ),
+                &[
+                    text(team_id),
+                    text(user_id),
+                    text(role.as_str()),
+                    num(now),
+                    text(actor_id),
+                ],
+            )
+            .await?;
+        row.map(MemberRow::record).transpose()
+    }
+
+    /// Removes the member, under the same rules as `set_member`, checked in the statement.
+    /// `false` when nothing was removed: no such member, or a rule refused.
+    pub async fn remove_member(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        actor_id: &str,
+    ) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct Row {
+            #[allow(dead_code)]
+            user_id: String,
+        }
+        let (actor, owners) = (actor_role("?3"), OWNER_COUNT);
+        let row: Option<Row> = self
+            .first(
+                &format!(
+                    "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2 \
+                     AND {actor} IN ('owner', 'admin') \
+                     AND (role <> 'owner' OR {actor} = 'owner') \
+                     AND (role <> 'owner' OR {owners} > 1) \
+                     RETURNING user_id"
+                ),
+                &[text(team_id), text(user_id), text(actor_id)],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    // ---- API keys ----------------------------------------------------------------------
+
+    pub async fn insert_api_key(
+        &self,
+        record: &ApiKeyRecord,
+        key_hash: &str,
+        created_by: &str,
+    ) -> Result<()> {
+        self.stmt(
+            "INSERT INTO api_keys (id, team_id, name, kind, key_hash, key_preview, scopes, created_by, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            &[
+                text(&record.id),
+                text(&record.team_id),
+                text(&record.name),
+                text(record.kind.as_str()),
+                text(key_hash),
+                text(&record.key_preview),
+                text(&scopes_to_text(&record.scopes)),
+                text(created_by),
+                num(record.created_at),
+                opt_num(record.expires_at),
+            ],
+        )?
+        .run()
+        .await?;
+        Ok(())
+    }
+
+    pub async fn api_keys(&self, team_id: &str) -> Result<Vec<ApiKeyRecord>> {
+        let rows: Vec<ApiKeyRow> = self
+            .all(
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE team_id = ?1 ORDER BY created_at DESC, id DESC"),
+                &[text(team_id)],
+            )
+            .await?;
+        rows.into_iter().map(ApiKeyRow::record).collect()
+    }
+
+    /// The team's device keys that can still authenticate: not revoked, not expired. Presence
+    /// counts only these, so revoking a key takes its agent out at once.
+    pub async fn device_keys(&self, team_id: &str, now: UnixMillis) -> Result<Vec<DeviceKey>> {
+        #[derive(Deserialize)]
+        struct Row {
+            id: String,
+            name: String,
+        }
+        let rows: Vec<Row> = self
+            .all(
+                "SELECT id, name FROM api_keys WHERE team_id = ?1 AND kind = 'device' \
+                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2) \
+                 ORDER BY created_at, id",
+                &[text(team_id), num(now)],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeviceKey {
+                id: r.id,
+                name: r.name,
+            })
+            .collect())
+    }
+
+    pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        let row: Option<ApiKeyRow> = self
+            .first(
+                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1"),
+                &[text(key_hash)],
+            )
+            .await?;
+        row.map(ApiKeyRow::record).transpose()
+    }
+
+    /// Revokes a key of this team; revoking again keeps the first revocation time.
+    pub async fn revoke_api_key(
+        &self,
+        team_id: &str,
+        id: &str,
+        now: UnixMillis,
+    ) -> Result<Option<ApiKeyRecord>> {
+        let row: Option<ApiKeyRow> = self
+            .first(
+                &format!(
+                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE team_id = ?1 AND id = ?2 \
+                     RETURNING {API_KEY_COLUMNS}"
+                ),
+                &[text(team_id), text(id), num(now)],
+            )
+            .await?;
+        row.map(ApiKeyRow::record).transpose()
+    }
+
+    /// Records use, at most once per resolution window whatever the concurrency.
+    pub async fn touch_api_key(&self, id: &str, now: UnixMillis, resolution_ms: i64) -> Result<()> {
+        self.stmt(
+            "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?3)",
+            &[text(id), num(now), num(now - resolution_ms)],
+        )?
+        .run()
+        .await?;
+        Ok(())
+    }
+}
+
+/// Team ?1's owner count, read inside a member statement.
+const OWNER_COUNT: &str =
+    "(SELECT COUNT(*) FROM team_members WHERE team_id = ?1 AND role = 'owner')";
+
+/// The caller's role in team ?1 (NULL when not a member), read inside a member statement;
+/// `param` is the statement parameter that holds the caller's user id.
+fn actor_role(param: &str) -> String {
+    format!("(SELECT role FROM team_members WHERE team_id = ?1 AND user_id = {param})")
+}
+
+#[derive(Deserialize)]
+struct MemberRow {
+    user_id: String,
+    role: String,
+    added_at: f64,
+}
+
+impl MemberRow {
+    fn record(self) -> Result<MemberRecord> {
+        Ok(MemberRecord {
+            role: role(&self.role)?,
+            user_id: self.user_id,
+            added_at: millis(self.added_at),
+        })
+    }
+}
+
+const API_KEY_COLUMNS: &str =
+    "id, team_id, name, kind, key_preview, scopes, created_at, expires_at, last_used_at, revoked_at";
+
+#[derive(Deserialize)]
+struct ApiKeyRow {
+    id: String,
+    team_id: String,
+    name: String,
+    kind: String,
+    key_preview: String,
+    scopes: String,
+    created_at: f64,
+    expires_at: Option<f64>,
+    last_used_at: Option<f64>,
+    revoked_at: Option<f64>,
+}
+
+impl ApiKeyRow {
+    fn record(self) -> Result<ApiKeyRecord> {
+        Ok(ApiKeyRecord {
+            kind: KeyKind::parse(&self.kind).ok_or_else(|| corrupt("api_keys.kind"))?,
+            scopes: scopes_from_text(&self.scopes),
+            id: self.id,
+            team_id: self.team_id,
+            name: self.name,
+            key_preview: self.key_preview,
+            created_at: millis(self.created_at),
+            expires_at: self.expires_at.map(millis),
+            last_used_at: self.last_used_at.map(millis),
+            revoked_at: self.revoked_at.map(millis),
+        })
+    }
+}
