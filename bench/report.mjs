@@ -36,6 +36,8 @@ const LABELS = {
   d_get_jwt: "(d) `GET` credential, HS256 JWT + `X-Team-ID` (2 DO, 1 D1 batch of 2 reads)",
   e_put_sk: "(e) `PUT` credential, `sk-` key (2 DO, 1 D1 read batch + 1 write batch)",
   h_floor_io: "(h) reference: JS worker making (c)'s round trips only (2 DO, 1 D1 batch of 2 reads)",
+  i_heartbeat: "(i) `POST /api/v1/agents/heartbeat`, `dk-` key (2 DO limiters, 1 D1 read, 1 presence DO write)",
+  j_route: "(j) `POST /api/v1/tasks/route`, an agent online (2 DO limiters, 1 D1 batch + 1 D1 read, 1 presence DO read)",
 };
 const scenarios = Object.keys(LABELS).filter((s) => rows.some((r) => r.scenario === s));
 const by = (s) => rows.filter((r) => r.scenario === s);
@@ -124,6 +126,25 @@ if (["a_floor", "a2_floor_log", "f_404", "g_401", "b_healthz", "c_get_sk", "h_fl
   split += row("(c) − (h): the Rust worker versus the same round trips in JS", cpu("c_get_sk") - cpu("h_floor_io"));
 }
 
+// Presence capacity: the route decision as one team's presence object fills up.
+let capacity = "";
+const capPath = join(runDir, "capacity.tsv");
+if (existsSync(capPath)) {
+  const [, ...caps] = readFileSync(capPath, "utf8").trim().split("\n");
+  const hb = stat.i_heartbeat;
+  capacity = "### Agents: one team's presence object\n\n";
+  if (hb) {
+    capacity += `Heartbeats into one object, (i) above: ${f2(hb.rps)} req/s (p99 ${f2(hb.p99)} ms). At one heartbeat per agent every 15 s, that rate serves **${Math.floor(hb.rps * 15).toLocaleString("en")} agents** in one team before heartbeats alone use the whole of it (the object then becomes the hot spot: every heartbeat of the team queues behind it).\n\n`;
+  }
+  capacity += "The route decision reads every usable device key (D1) and every presence entry; with more agents online (each having beaten once):\n\n";
+  capacity += "| agents online | route req/s | p50 ms | p99 ms | req/s ÷ floor | errors |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n";
+  for (const line of caps) {
+    const [agents, rps, p50, p99, requests, non2xx] = line.split("\t");
+    capacity += `| ${agents} | ${f2(Number(rps))} | ${f2(Number(p50))} | ${f2(Number(p99))} | ${(Number(rps) / floor.rps).toFixed(3)} | ${Number(non2xx || 0)} of ${requests} |\n`;
+  }
+  capacity += "\n";
+}
+
 const critWhen = crit.length ? new Date(Math.max(...crit.map((c) => c.mtime))).toISOString().slice(0, 16) + "Z" : "";
 const section = `${BEGIN}
 ## Measured
@@ -143,7 +164,7 @@ wrk's own CPU shares the same two cores. Worker vars: \`${meta.worker_vars}\`.
 
 ${http}
 ${split}
-### Size and start-up
+${capacity}### Size and start-up
 
 | what | value |
 | --- | ---: |

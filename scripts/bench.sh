@@ -11,8 +11,12 @@
 #    with an HS256 JWT + X-Team-ID, (e) PUT credential (sk- key), and two more references
 #    that split the cost: (f) a 404 (no Durable Object, no D1), (g) a 401 for a forged
 #    sk- key (the IP limiter's Durable Object only), and (h) a JavaScript worker making the
-#    round trips of (c) and nothing else (bench/floor-io);
-# 5. medians per scenario, ratios to the floor, printed and written into BENCHMARKS.md
+#    round trips of (c) and nothing else (bench/floor-io), (i) an agent heartbeat (dk- key:
+#    D1 read, the team's presence object) and (j) a routing decision (an agent online);
+#    the provider stub (scripts/provider-stub.mjs) answers the PUT's verification;
+# 5. presence capacity: the route decision with 200, 1000 and 2000 agents in one team's
+#    presence object (BENCH_AGENTS), each having beaten once;
+# 6. medians per scenario, ratios to the floor, printed and written into BENCHMARKS.md
 #    (between the bench.sh markers; the rest of the file is left alone).
 #
 # Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (3s), BENCH_ROUNDS (5),
@@ -132,7 +136,14 @@ awk -v main="$ROOT/$run_dir/build/index.js" -v migrations="$ROOT/migrations" '
   !skip' wrangler.toml > "$config"
 "$WRANGLER" d1 migrations apply DB --local --config "$config" --persist-to "$state" \
   > "$run_dir/schema.log" 2>&1
-worker_vars=(--var RATE_LIMIT_IP_REQUESTS:1000000000 --var RATE_LIMIT_PRINCIPAL_REQUESTS:1000000000)
+stub_port=$(free_port)
+setsid node scripts/provider-stub.mjs --port "$stub_port" \
+  --valid-key comfyui-bench-seed-0123456789 --valid-key comfyui-bench-0123456789abcdefghijklmnop \
+  > "$run_dir/stub.log" 2>&1 < /dev/null &
+groups+=("$!")
+# Agents stay online for the whole run (the TTL is what routing reads, not what it costs).
+worker_vars=(--var RATE_LIMIT_IP_REQUESTS:1000000000 --var RATE_LIMIT_PRINCIPAL_REQUESTS:1000000000
+  --var "COMFY_CLOUD_ORIGIN:http://127.0.0.1:$stub_port" --var AGENT_TTL_SECS:86400)
 for v in ${BENCH_VARS:-}; do worker_vars+=(--var "$v"); done
 meta worker_vars "${worker_vars[*]}"
 worker_port=$(free_port)
@@ -165,7 +176,16 @@ for check in \
 done
 [ "$(status_of "$base/api/v1/nothing-here")" = 404 ] || { say "expected a 404"; exit 1; }
 [ "$(status_of "$cred" -H "Authorization: Bearer sk-forged")" = 401 ] || { say "expected a 401"; exit 1; }
-say "seeded team $team, an sk- key and a credential"
+dk=$(curl -sf -X POST "$base/api/v1/api-keys" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $team" \
+  -H 'Content-Type: application/json' -d '{"name": "agent-0", "kind": "device"}' | json_field key)
+use_key=$(curl -sf -X POST "$base/api/v1/api-keys" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $team" \
+  -H 'Content-Type: application/json' -d '{"name": "router", "kind": "secret", "scopes": ["cloud_providers:use"]}' \
+  | json_field key)
+[ "$(status_of "$base/api/v1/agents/heartbeat" -X POST -H "Authorization: Bearer $dk")" = 200 ] \
+  || { say "the heartbeat failed"; exit 1; }
+[ "$(status_of "$base/api/v1/tasks/route" -X POST -H "Authorization: Bearer $use_key")" = 200 ] \
+  || { say "the route decision failed"; exit 1; }
+say "seeded team $team, an sk- key, a credential, an online agent and a routing key"
 
 # ---- load ---------------------------------------------------------------------------------
 # CPU seconds (user + system) used so far by every process of a group.
@@ -193,6 +213,9 @@ run_wrk() { # scenario duration
     c_get_sk) wrk "${common[@]}" -H "Authorization: Bearer $key" "$cred" ;;
     d_get_jwt) wrk "${common[@]}" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $team" "$cred" ;;
     e_put_sk) BENCH_AUTH=$key wrk "${common[@]}" -s bench/put.lua "$cred" ;;
+    i_heartbeat) BENCH_AUTH=$dk BENCH_BODY='{"version":"1.0.0"}' wrk "${common[@]}" -s bench/post.lua \
+      "$base/api/v1/agents/heartbeat" ;;
+    j_route) BENCH_AUTH=$use_key wrk "${common[@]}" -s bench/post.lua "$base/api/v1/tasks/route" ;;
   esac
 }
 # wrk prints latencies as 812.00us, 1.53ms or 1.02s: to milliseconds.
@@ -201,7 +224,8 @@ to_ms() { awk -v v="$1" 'BEGIN {
   if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
   printf "%.3f", n }'; }
 
-scenarios=(a_floor a2_floor_log f_404 g_401 b_healthz c_get_sk d_get_jwt e_put_sk h_floor_io)
+scenarios=(a_floor a2_floor_log f_404 g_401 b_healthz c_get_sk d_get_jwt e_put_sk h_floor_io
+  i_heartbeat j_route)
 say "warm-up: $WARMUP per scenario"
 for s in "${scenarios[@]}"; do run_wrk "$s" "$WARMUP" > "$run_dir/warmup-$s.txt"; done
 
@@ -233,7 +257,33 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-# ---- 5. report ------------------------------------------------------------------------------
+# ---- 5. presence capacity -------------------------------------------------------------------
+# One team's presence object with more and more agents: each new device key beats once, then
+# the route decision (which reads every device key from D1 and every entry from the object)
+# is loaded for one duration. The heartbeat scenario (i) above is the object's write rate.
+printf 'agents\trps\tp50_ms\tp99_ms\trequests\tnon2xx\n' > "$run_dir/capacity.tsv"
+have=1
+for n in ${BENCH_AGENTS:-200 1000 2000}; do
+  seq "$have" $(( n - 1 )) | xargs -P 8 -I{} sh -c '
+    k=$(curl -sf -X POST "$1/api/v1/api-keys" -H "Authorization: Bearer $2" -H "X-Team-ID: $3" \
+      -H "Content-Type: application/json" -d "{\"name\": \"agent-$4\", \"kind\": \"device\"}" \
+      | node -e "let s=\"\";process.stdin.on(\"data\",d=>s+=d).on(\"end\",()=>console.log(JSON.parse(s).key))")
+    curl -sf -o /dev/null -X POST "$1/api/v1/agents/heartbeat" -H "Authorization: Bearer $k"' \
+    _ "$base" "$jwt" "$team" {}
+  have=$n
+  online=$(curl -sf -X POST "$base/api/v1/tasks/route" -H "Authorization: Bearer $use_key" | json_field agents_online)
+  say "capacity: $online agents online"
+  out="$run_dir/capacity-$n.txt"
+  BENCH_AUTH=$use_key wrk --latency -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --timeout 10s \
+    -s bench/post.lua "$base/api/v1/tasks/route" > "$out"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$online" "$(awk '/^Requests\/sec:/ {print $2}' "$out")" \
+    "$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")" "$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")" \
+    "$(awk '/requests in/ {print $1}' "$out")" "$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")" \
+    >> "$run_dir/capacity.tsv"
+  say "capacity $online agents: route $(awk '/^Requests\/sec:/ {print $2}' "$out") req/s"
+done
+
+# ---- 6. report ------------------------------------------------------------------------------
 meta date "$(date -u +%Y-%m-%dT%H:%MZ)"
 meta nproc "$(nproc)"
 meta cpu "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"

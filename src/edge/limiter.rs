@@ -60,6 +60,15 @@ pub async fn check(env: &Env, key: &str, policy: &Policy, fail: bool) -> Result<
     response.json().await
 }
 
+/// Whether a Durable Object honours the test-only failure hooks: `TEST_HOOKS=1`, and never
+/// in production (the worker's config refuses that combination too).
+pub fn test_hooks_enabled(env: &Env) -> bool {
+    env.var("TEST_HOOKS").is_ok_and(|v| v.to_string() == "1")
+        && !env
+            .var("ENVIRONMENT")
+            .is_ok_and(|v| v.to_string() == "production")
+}
+
 #[durable_object]
 pub struct RateLimiter {
     state: State,
@@ -72,13 +81,9 @@ pub struct RateLimiter {
 
 impl DurableObject for RateLimiter {
     fn new(state: State, env: Env) -> Self {
-        let test_hooks = env.var("TEST_HOOKS").is_ok_and(|v| v.to_string() == "1")
-            && !env
-                .var("ENVIRONMENT")
-                .is_ok_and(|v| v.to_string() == "production");
         RateLimiter {
             state,
-            test_hooks,
+            test_hooks: test_hooks_enabled(&env),
             stored: RefCell::new(None),
             alarm_at: Cell::new(None),
         }

@@ -16,6 +16,7 @@ use worker::{
     Response, Result, State,
 };
 
+use super::limiter::test_hooks_enabled;
 use crate::core::{presence::Seen, time::UnixMillis};
 
 const PREFIX: &str = "a:";
@@ -108,13 +109,9 @@ impl AgentPresence {
 
 impl DurableObject for AgentPresence {
     fn new(state: State, env: Env) -> Self {
-        let test_hooks = env.var("TEST_HOOKS").is_ok_and(|v| v.to_string() == "1")
-            && !env
-                .var("ENVIRONMENT")
-                .is_ok_and(|v| v.to_string() == "production");
         AgentPresence {
             state,
-            test_hooks,
+            test_hooks: test_hooks_enabled(&env),
             seen: RefCell::new(None),
         }
     }

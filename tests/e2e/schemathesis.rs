@@ -25,10 +25,12 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404",
 include-operation-id = "agentHeartbeat"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "429"]
 
-# With no agent and no fallback, no compute is available: 503 is the decision itself.
+# With no agent and no fallback, no compute is available: 503 no_compute_available is the
+# decision itself (the contract's own status for it). Any other 5xx still fails.
 [[operations]]
 include-operation-id = "routeTask"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "429", "503"]
+checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]
 
 # Re-checking needs a stored, active key: without one it is 404 or 409.
 [[operations]]

@@ -5,11 +5,10 @@
 use futures_util::future::join;
 use worker::Response;
 
+use super::credentials::audit;
 use crate::core::{
     access::Actor,
-    audit::AuditEvent,
     error::{ApiError, ErrorKind},
-    ids::new_id,
     presence::{self, DeviceKey, Heartbeat, RouteRequest, Seen},
     providers,
 };
@@ -105,16 +104,7 @@ pub async fn route(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         Err(_) => Some("task.no_compute"),
     };
     if let Some(action) = action {
-        let event = AuditEvent {
-            id: new_id(ctx.now).to_string(),
-            team_id: team_id.to_string(),
-            actor_kind: actor.kind().to_string(),
-            actor_id: actor.id().to_string(),
-            action: action.to_string(),
-            provider: Some(provider.name.to_string()),
-            created_at: ctx.now,
-            request_id: ctx.log.request_id.clone(),
-        };
+        let event = audit(ctx, &actor, action, provider);
         ctx.repo.insert_audit_event(&event).await?;
     }
     match decision {
