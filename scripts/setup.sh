@@ -62,6 +62,15 @@ if [ "$(.venv/bin/schemathesis --version 2>/dev/null | awk '{print $NF}' || true
   .venv/bin/pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
+# openapi-python-client, pinned: the e2e suite generates a client from the served document and
+# drives the seed flow with it (tests/e2e/schemathesis.rs).
+OPENAPI_CLIENT_VERSION=0.29.1
+if [ "$(.venv/bin/openapi-python-client --version 2>/dev/null | awk '{print $NF}' || true)" != "$OPENAPI_CLIENT_VERSION" ]; then
+  say "installing openapi-python-client $OPENAPI_CLIENT_VERSION into .venv (once)"
+  [ -x .venv/bin/pip ] || python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check "openapi-python-client==$OPENAPI_CLIENT_VERSION"
+fi
+
 # comfy-sdk, Comfy-Org's Python client, pinned: the e2e suite runs it unchanged through the
 # proxy's host mount against the provider stub (tests/e2e/proxy.rs).
 COMFY_SDK_VERSION=0.5.0

@@ -74,6 +74,8 @@ pub struct Config {
     pub upstream: Upstream,
     /// An agent is online while its last heartbeat is younger than this (`AGENT_TTL_SECS`).
     pub agent_ttl_secs: u32,
+    /// The most teams one user may belong to (`MAX_TEAMS_PER_USER`, default 100).
+    pub max_teams_per_user: u32,
 }
 
 pub(crate) fn number<T: std::str::FromStr + PartialOrd>(
@@ -183,6 +185,13 @@ impl Config {
             1..=86_400,
             "must be 1 to 86400 seconds",
         )?;
+        let max_teams_per_user = number(
+            &lookup,
+            "MAX_TEAMS_PER_USER",
+            100,
+            1..=1_000_000,
+            "must be 1 to 1000000",
+        )?;
         Ok(Config {
             environment,
             dev_secrets,
@@ -193,22 +202,35 @@ impl Config {
             test_hooks,
             upstream,
             agent_ttl_secs,
+            max_teams_per_user,
         })
     }
 
     /// A deployed environment (staging or production) refuses to serve the API with
     /// development secrets: a deploy that forgot `wrangler secret put` must fail loudly, not
     /// encrypt real keys under a public key.
+    ///
+    /// Production with a JWKS also needs `JWT_ISSUER` and `JWT_AUDIENCE`: without them, any
+    /// token the same keys sign for another service would be accepted here.
     pub fn refuses_service(&self) -> Option<ConfigError> {
-        match (self.environment, self.dev_secrets.first()) {
-            (Environment::Staging | Environment::Production, Some(name)) => {
-                Some(ConfigError::invalid(
-                    name,
-                    "holds a development default; set the real secret with `wrangler secret put`",
-                ))
-            }
-            _ => None,
+        if let (Environment::Staging | Environment::Production, Some(name)) =
+            (self.environment, self.dev_secrets.first())
+        {
+            return Some(ConfigError::invalid(
+                name,
+                "holds a development default; set the real secret with `wrangler secret put`",
+            ));
         }
+        if self.environment == Environment::Production
+            && self.jwt.has_jwks()
+            && !self.jwt.checks_issuer_and_audience()
+        {
+            return Some(ConfigError::invalid(
+                "JWT_ISSUER",
+                "JWT_ISSUER and JWT_AUDIENCE must both be set in production when JWT_JWKS is",
+            ));
+        }
+        None
     }
 }
 
@@ -266,6 +288,29 @@ mod tests {
         assert_eq!(e.variable, "CREDENTIAL_KEYS");
         assert!(config(&[]).unwrap().key_ring.is_none());
         assert!(config(&[("JWT_SECRET", "short")]).is_err());
+    }
+
+    #[test]
+    fn production_with_a_jwks_needs_issuer_and_audience() {
+        let jwks = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "e", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}"#;
+        let base = [
+            ("ENVIRONMENT", "production"),
+            ("COMFY_CLOUD_ORIGIN", "https://cloud.comfy.org"),
+            ("JWT_JWKS", jwks),
+        ];
+        let refused = config(&base).unwrap().refuses_service().expect("refused");
+        assert_eq!(refused.variable, "JWT_ISSUER");
+        let mut only_iss = base.to_vec();
+        only_iss.push(("JWT_ISSUER", "https://id.example"));
+        assert!(config(&only_iss).unwrap().refuses_service().is_some());
+        let mut both = only_iss.clone();
+        both.push(("JWT_AUDIENCE", "edge-credentials"));
+        assert!(config(&both).unwrap().refuses_service().is_none());
+        // Development and staging are not held to it.
+        assert!(config(&[("JWT_JWKS", jwks)])
+            .unwrap()
+            .refuses_service()
+            .is_none());
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct RequestLog {
     pub team_id: Option<String>,
     pub principal_kind: Option<&'static str>,
     pub principal_id: Option<String>,
+    /// D1 round trips this request made (a batch is one).
+    pub d1_calls: u32,
     /// `fail_open` when a read was served without an unreachable rate limiter.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limiter: Option<&'static str>,

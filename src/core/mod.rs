@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod crypto;
 pub mod error;
 pub mod ids;
+pub mod ipgate;
 pub mod log;
 pub mod presence;
 pub mod providers;

@@ -195,6 +195,10 @@ pub fn match_route<'p>(method: &str, path: &'p str) -> Result<Matched<'p>, Route
     if allow.is_empty() {
         Err(RouteError::NotFound)
     } else {
+        // HEAD is served wherever GET is (RFC 9110 §9.3.2), so `Allow` names it too.
+        if allow.contains(&"GET") {
+            allow.push("HEAD");
+        }
         Err(RouteError::MethodNotAllowed { allow })
     }
 }
@@ -236,14 +240,16 @@ mod tests {
     fn wrong_method_is_405_with_allow() {
         assert_eq!(
             match_route("POST", "/healthz"),
-            Err(RouteError::MethodNotAllowed { allow: vec!["GET"] })
+            Err(RouteError::MethodNotAllowed {
+                allow: vec!["GET", "HEAD"]
+            })
         );
         assert!(match_route("HEAD", "/healthz").is_ok());
         // Methods the route table does not know are 405 too, never read as another method.
         assert_eq!(
             match_route("QUERY", "/api/v1/teams"),
             Err(RouteError::MethodNotAllowed {
-                allow: vec!["POST", "GET"]
+                allow: vec!["POST", "GET", "HEAD"]
             })
         );
     }

@@ -4,6 +4,13 @@ use serde::{Deserialize, Serialize};
 
 use super::{access::Role, error::ApiError, time::rfc3339, time::UnixMillis};
 
+/// The 409 when a user already belongs to as many teams as `MAX_TEAMS_PER_USER` allows.
+pub fn teams_cap_reached(cap: u32) -> ApiError {
+    ApiError::conflict(format!(
+        "A user can belong to at most {cap} teams (MAX_TEAMS_PER_USER); this user has reached it"
+    ))
+}
+
 /// A display name: 1 to `max` characters, not blank, no control characters.
 pub fn validate_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     let len = value.chars().count();

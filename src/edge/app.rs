@@ -4,7 +4,7 @@ use std::{cell::OnceCell, rc::Rc};
 
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
-use worker::{console_log, Date, Env, Method, Request, Response};
+use worker::{console_log, Context, Date, Env, Method, Request, Response};
 
 use super::{
     auth::{self, Presented},
@@ -16,6 +16,7 @@ use crate::core::{
     config::{Config, ConfigError},
     error::{ApiError, ErrorKind},
     ids,
+    ipgate::Caller,
     log::RequestLog,
     proxy as proxy_rules,
     ratelimit::client_ip_key,
@@ -45,12 +46,16 @@ pub fn now() -> UnixMillis {
 pub struct Ctx<'a> {
     pub req: Request,
     pub env: &'a Env,
+    /// For work that may finish after the response (`wait_until`).
+    pub context: &'a Context,
     pub config: Rc<Config>,
     pub repo: Repo,
     pub now: UnixMillis,
     pub log: &'a mut RequestLog,
     /// What the caller presented, checked without I/O; taken by `auth::authenticate`.
     pub presented: Option<Presented>,
+    /// Set once `auth::authenticate` has accepted the caller.
+    pub authenticated: bool,
 }
 
 impl Ctx<'_> {
@@ -99,7 +104,7 @@ impl Ctx<'_> {
     }
 }
 
-pub async fn handle(req: Request, env: Env) -> Response {
+pub async fn handle(req: Request, env: Env, context: Context) -> Response {
     let started = now();
     let request_id = ids::new_id(started).to_string();
     let mut log = RequestLog {
@@ -110,7 +115,7 @@ pub async fn handle(req: Request, env: Env) -> Response {
         ..Default::default()
     };
 
-    let response = match dispatch(req, &env, &mut log, started).await {
+    let response = match dispatch(req, &env, &context, &mut log, started).await {
         Ok(response) => response,
         Err(e) => {
             if e.kind.status() >= 500 {
@@ -129,6 +134,7 @@ pub async fn handle(req: Request, env: Env) -> Response {
 async fn dispatch(
     req: Request,
     env: &Env,
+    context: &Context,
     log: &mut RequestLog,
     now: UnixMillis,
 ) -> Result<Response, ApiError> {
@@ -184,16 +190,31 @@ async fn dispatch(
     let presented =
         authenticated.then(|| auth::present(header("Authorization").as_deref(), &config, now));
     let team_header = header("X-Team-ID").filter(|_| team_scoped);
+    let caller = match &presented {
+        None => Caller::Anonymous,
+        Some(Presented::Refused(_)) => Caller::Failed,
+        Some(Presented::Session(_)) => Caller::Session,
+        Some(Presented::ApiKey { .. }) => Caller::Key,
+    };
+    let key_hash = match &presented {
+        Some(Presented::ApiKey { hash }) => Some(hash.clone()),
+        _ => None,
+    };
+    let ip_key = client_ip_key(header("CF-Connecting-IP").as_deref());
     let admission = gate::admit(
         env,
         &config,
         gate::Request {
-            ip_key: client_ip_key(header("CF-Connecting-IP").as_deref()),
+            ip_key: ip_key.clone(),
+            caller,
             principal_key: presented
                 .as_ref()
                 .and_then(|p| p.principal_key(team_header.as_deref())),
+            key_hash: key_hash.clone(),
             is_write: !matches!(req.method(), Method::Get | Method::Head),
+            anonymous_d1: matches!(&matched, Some(m) if m.route == Route::Healthz),
             fail_limiter: header("X-Test-Fail-Limiter").is_some(),
+            now,
             log,
         },
     )
@@ -204,15 +225,17 @@ async fn dispatch(
     let mut ctx = Ctx {
         req,
         env,
+        context,
         config,
         repo,
         now,
         log,
         presented,
+        authenticated: false,
     };
     let ctx = &mut ctx;
     use handlers::*;
-    let result = match (&matched, mount) {
+    let mut result = match (&matched, mount) {
         (None, Some(mount)) => proxy::handle(ctx, mount).await,
         (None, None) => Err(ApiError::not_found("No such endpoint")),
         (Some(matched), _) => match matched.route {
@@ -238,6 +261,21 @@ async fn dispatch(
             Route::RouteTask => agents::route(ctx).await,
         },
     };
+    // A key D1 refused is a failed authentication, counted for its address; a key that
+    // authenticated is reported to its address's object, after the response.
+    if let Some(hash) = key_hash {
+        if ctx.authenticated {
+            if gate::should_report_success(&ip_key, &hash, ctx.now) {
+                ctx.context
+                    .wait_until(gate::report_success(env.clone(), ip_key, hash));
+            }
+        } else if matches!(&result, Err(e) if e.kind == ErrorKind::Unauthorized) {
+            if let Some(over) = gate::charge_failed_key(env, &ctx.config, &ip_key, ctx.now).await {
+                result = Err(over);
+            }
+        }
+    }
+    ctx.log.d1_calls = ctx.repo.calls();
     // Every response that passed the limiters says where the caller stands, errors too.
     let response = result.unwrap_or_else(|e| {
         if e.kind.status() >= 500 {

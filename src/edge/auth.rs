@@ -5,7 +5,10 @@
 //!   membership). Nothing here is cached: a revoked key or a removed member is refused on
 //!   the very next request, in every isolate.
 
-use super::{app::Ctx, repo::SealedCredential};
+use super::{
+    app::Ctx,
+    repo::{Repo, SealedCredential},
+};
 use crate::core::{
     access::{Actor, Role},
     api_keys::{ApiKeyRecord, LAST_USED_RESOLUTION_MS},
@@ -150,23 +153,53 @@ async fn authenticate_with_sealed(
 }
 
 fn take_presented(ctx: &mut Ctx<'_>) -> Result<Presented, ApiError> {
-    ctx.presented
+    let presented = ctx
+        .presented
         .take()
-        .ok_or_else(|| ApiError::internal("authenticate called twice or on an open route"))
+        .ok_or_else(|| ApiError::internal("authenticate called twice or on an open route"))?;
+    // A verified JWT names its user even when the team check then refuses it: the log line
+    // says who tried.
+    if let Presented::Session(session) = &presented {
+        ctx.log.principal_kind = Some("user");
+        ctx.log.principal_id = Some(session.user_id.clone());
+    }
+    Ok(presented)
 }
 
 /// The actor of an API key's row, if the key is usable now. The team is the key's own;
 /// X-Team-ID is ignored, whatever it says.
-async fn key_actor(ctx: &Ctx<'_>, record: Option<ApiKeyRecord>) -> Result<Actor, ApiError> {
+async fn key_actor(ctx: &mut Ctx<'_>, record: Option<ApiKeyRecord>) -> Result<Actor, ApiError> {
+    // A revoked or expired key's row names it: its log line says which key was tried.
+    if let Some(r) = record.as_ref().filter(|r| !r.is_usable(ctx.now)) {
+        ctx.log.principal_kind = Some(r.actor().kind());
+        ctx.log.principal_id = Some(r.id.clone());
+        ctx.log.team_id = Some(r.team_id.clone());
+    }
     let record = record
         .filter(|r| r.is_usable(ctx.now))
         .ok_or_else(|| ApiError::unauthorized(INVALID_API_KEY))?;
     if record.needs_last_used_update(ctx.now) {
-        ctx.repo
-            .touch_api_key(&record.id, ctx.now, LAST_USED_RESOLUTION_MS)
-            .await?;
+        touch_after_response(ctx, record.id.clone());
     }
     Ok(record.actor())
+}
+
+/// Records the key's use after the response: a failed write costs the caller nothing, and
+/// is logged.
+fn touch_after_response(ctx: &Ctx<'_>, key_id: String) {
+    let (env, now) = (ctx.env.clone(), ctx.now);
+    ctx.context.wait_until(async move {
+        let touched = match Repo::new(&env) {
+            Ok(repo) => repo.touch_api_key(&key_id, now, LAST_USED_RESOLUTION_MS).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = touched {
+            worker::console_error!(
+                "{}",
+                serde_json::json!({"job": "touch_api_key", "key_id": key_id, "error": e.internal_detail})
+            );
+        }
+    });
 }
 
 /// The team a JWT caller names in X-Team-ID.
@@ -182,6 +215,7 @@ fn membership(team_id: String, member: Option<MemberRecord>) -> Result<(String, 
 }
 
 fn logged(ctx: &mut Ctx<'_>, actor: Actor) -> Actor {
+    ctx.authenticated = true;
     ctx.log.principal_kind = Some(actor.kind());
     ctx.log.principal_id = Some(actor.id().to_string());
     ctx.log.team_id = actor.team_id().map(str::to_string);

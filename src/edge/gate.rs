@@ -1,11 +1,21 @@
-//! Rate limiting in front of the handlers. The IP limiter decides before any D1 lookup, so a
-//! flood of bad tokens is throttled; the principal limiter runs in the same round of
-//! Durable Object calls whenever the caller's principal is known without I/O (a verified
-//! JWT, or a well-formed API key by its hash). A request costs at most one round trip per
-//! limiter, and the two run in parallel.
+//! Rate limiting in front of the handlers (`core/ipgate.rs` has the rules):
 //!
-//! When a limiter cannot be reached, writes fail closed (503 with `Retry-After`) and reads
-//! fail open: they are served without that limiter, and the log line says so.
+//! - Anonymous requests and credentials refused without I/O are counted per address (its
+//!   limiter object): 40 per 10 s, then a 10 s cooldown.
+//! - A verified JWT, or a well-formed API key, meets its principal's limiter only: no call to
+//!   the address's object on the request path. A key that then fails in D1 is counted per
+//!   address afterwards ([`charge_failed_key`]); a key that succeeds is reported to the
+//!   address's object at most every five minutes per isolate, off the request path.
+//! - An isolate that has seen an address's cooldown refuses well-formed keys from it
+//!   without a D1 read, unless the address's object says the key authenticated from it in
+//!   the last ten minutes.
+//!
+//! When a limiter cannot be reached: a write fails closed (503 with `Retry-After`); a read
+//! by a principal is served without that limiter (the log line says `fail_open`); a request
+//! that would read D1 before anyone is authenticated (`/healthz`, or a key during a known
+//! cooldown) fails closed; a refused credential still gets its 401.
+
+use std::cell::RefCell;
 
 use futures_util::future::join;
 use worker::{Env, Response};
@@ -14,9 +24,16 @@ use super::limiter;
 use crate::core::{
     config::Config,
     error::{ApiError, ErrorKind},
+    ipgate::{Caller, IsolateMemory},
     log::RequestLog,
     ratelimit::{rate_limit_headers, whole_seconds, Decision, HeaderEntry, Policy},
+    time::UnixMillis,
 };
+
+thread_local! {
+    /// Cooldowns seen and key successes reported by this isolate.
+    static MEMORY: RefCell<IsolateMemory> = RefCell::new(IsolateMemory::default());
+}
 
 pub struct Admission {
     /// `(RateLimit-Policy, RateLimit)` for the limiters passed, if any.
@@ -40,17 +57,52 @@ impl Admission {
 
 pub struct Request<'a> {
     pub ip_key: String,
+    pub caller: Caller,
+    /// The principal's limiter key, when the caller presented one (a JWT or a key).
     pub principal_key: Option<String>,
+    /// The key's SHA-256, for a well-formed API key.
+    pub key_hash: Option<String>,
     pub is_write: bool,
+    /// The route reads D1 for an anonymous caller (`/healthz`).
+    pub anonymous_d1: bool,
     /// Test hook: make the limiter objects throw (only with TEST_HOOKS=1).
     pub fail_limiter: bool,
+    pub now: UnixMillis,
     pub log: &'a mut RequestLog,
+}
+
+fn limited(retry_after_ms: i64) -> ApiError {
+    ApiError::new(ErrorKind::RateLimited, "Rate limit exceeded")
+        .with_retry_after(whole_seconds(retry_after_ms))
+}
+
+fn unreachable_limiter(detail: String) -> ApiError {
+    ApiError::unavailable("Rate limiting is unavailable; retry shortly", detail)
 }
 
 pub async fn admit(env: &Env, config: &Config, req: Request<'_>) -> Result<Admission, ApiError> {
     let limits = &config.limits;
     let fail = req.fail_limiter && config.test_hooks;
-    let ip = limiter::check(env, &req.ip_key, &limits.ip, fail);
+
+    // A well-formed key from an address this isolate knows to be cooling down: refused
+    // without a D1 read, unless the key authenticated from there lately.
+    if let (Caller::Key, Some(hash)) = (req.caller, &req.key_hash) {
+        if let Some(until) = MEMORY.with(|m| m.borrow().cooldown(&req.ip_key, req.now)) {
+            match limiter::knows(env, &req.ip_key, hash, fail).await {
+                Ok(true) => {}
+                Ok(false) => return Err(limited(until - req.now)),
+                Err(e) => return Err(unreachable_limiter(format!("ip limiter: {e}"))),
+            }
+        }
+    }
+
+    let ip = async {
+        if req.caller.charged_to_ip() {
+            Some(limiter::check(env, &req.ip_key, &limits.ip, fail).await)
+        } else {
+            None
+        }
+    };
     let principal = async {
         match &req.principal_key {
             Some(key) => Some(limiter::check(env, key, &limits.principal, fail).await),
@@ -62,29 +114,30 @@ pub async fn admit(env: &Env, config: &Config, req: Request<'_>) -> Result<Admis
     let mut entries = Vec::with_capacity(2);
     let mut unavailable = None;
     let outcomes = [
-        ("ip", &limits.ip, Some(ip)),
+        ("ip", &limits.ip, ip),
         ("principal", &limits.principal, principal),
     ];
     for (name, policy, outcome) in outcomes {
         match outcome {
             None => {}
             Some(Ok(Decision::Limited { retry_after_ms })) => {
-                return Err(ApiError::new(ErrorKind::RateLimited, "Rate limit exceeded")
-                    .with_retry_after(whole_seconds(retry_after_ms)));
+                if name == "ip" {
+                    note_cooldown(&req.ip_key, req.now + retry_after_ms);
+                }
+                return Err(limited(retry_after_ms));
             }
             Some(Ok(Decision::Allowed {
                 remaining,
                 reset_ms,
             })) => entries.push((name, policy, remaining, reset_ms)),
-            Some(Err(e)) => unavailable = Some(format!("{name} limiter: {e}")),
+            Some(Err(e)) => unavailable = Some((name, format!("{name} limiter: {e}"))),
         }
     }
-    if let Some(detail) = unavailable {
-        if req.is_write {
-            return Err(ApiError::unavailable(
-                "Rate limiting is unavailable; retry shortly",
-                detail,
-            ));
+    if let Some((name, detail)) = unavailable {
+        // The address's limiter guards D1 from anonymous callers: without it, fail closed.
+        let guards_d1 = name == "ip" && req.anonymous_d1;
+        if req.is_write || guards_d1 {
+            return Err(unreachable_limiter(detail));
         }
         req.log.limiter = Some("fail_open");
         req.log.error = Some(detail);
@@ -92,6 +145,47 @@ pub async fn admit(env: &Env, config: &Config, req: Request<'_>) -> Result<Admis
     Ok(Admission {
         headers: headers(&entries),
     })
+}
+
+fn note_cooldown(ip_key: &str, until: UnixMillis) {
+    MEMORY.with(|m| m.borrow_mut().note_cooldown(ip_key, until));
+}
+
+/// A well-formed key that D1 refused is a failed authentication: counted in the address's
+/// window after the fact. When that count goes over, the answer is 429 like any other
+/// request over the window, and this isolate remembers the cooldown. An unreachable
+/// limiter changes nothing: the 401 stands.
+pub async fn charge_failed_key(
+    env: &Env,
+    config: &Config,
+    ip_key: &str,
+    now: UnixMillis,
+) -> Option<ApiError> {
+    match limiter::check(env, ip_key, &config.limits.ip, false).await {
+        Ok(Decision::Limited { retry_after_ms }) => {
+            note_cooldown(ip_key, now + retry_after_ms);
+            Some(limited(retry_after_ms))
+        }
+        _ => None,
+    }
+}
+
+/// Whether this isolate should report that `hash` authenticated from `ip_key` (at most
+/// every five minutes per pair); the report itself runs after the response.
+pub fn should_report_success(ip_key: &str, hash: &str, now: UnixMillis) -> bool {
+    MEMORY.with(|m| m.borrow_mut().should_report(ip_key, hash, now))
+}
+
+/// Reports a key's success to the address's object; a failure is logged and retried on a
+/// later success.
+pub async fn report_success(env: Env, ip_key: String, hash: String) {
+    if let Err(e) = limiter::record_success(&env, &ip_key, &hash).await {
+        MEMORY.with(|m| m.borrow_mut().forget_report(&ip_key, &hash));
+        worker::console_error!(
+            "{}",
+            serde_json::json!({"job": "report_key_success", "error": e.to_string()})
+        );
+    }
 }
 
 fn headers(entries: &[(&str, &Policy, u32, i64)]) -> Option<(String, String)> {

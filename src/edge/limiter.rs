@@ -1,5 +1,6 @@
 //! The rate-limit Durable Object, one instance per limited key (a client IP or a
-//! principal), and the worker's client for it.
+//! principal), and the worker's client for it. An address's object also keeps the keys that
+//! authenticated from it (`core/ipgate.rs`), which a cooldown lets through.
 //!
 //! The object owns that key's `WindowState`: in memory while it lives, and in storage so an
 //! eviction loses nothing. The decision is made synchronously between loading and storing,
@@ -14,7 +15,10 @@ use worker::{
     Result, State,
 };
 
-use crate::core::ratelimit::{Decision, Policy, WindowState};
+use crate::core::{
+    ipgate::KnownKeys,
+    ratelimit::{Decision, Policy, WindowState},
+};
 
 /// Versioned: an object holding an older layout starts afresh instead of failing to load.
 const STATE_KEY: &str = "window.v2";
@@ -25,31 +29,78 @@ const STATE_KEY: &str = "window.v2";
 struct Stored {
     window: WindowState,
     idle_after: i64,
+    /// An address's keys that authenticated from it (empty for a principal's object).
+    #[serde(default)]
+    known: KnownKeys,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Check {
-    policy: Policy,
-    /// Test hook: throw instead of deciding (honoured only with TEST_HOOKS=1).
-    #[serde(default)]
-    fail: bool,
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Message {
+    /// Count one request and decide.
+    Check {
+        policy: Policy,
+        /// Test hook: throw instead of deciding (honoured only with TEST_HOOKS=1).
+        #[serde(default)]
+        fail: bool,
+    },
+    /// The key with this hash authenticated from this address.
+    Record { hash: String },
+    /// Whether the key with this hash authenticated from this address lately.
+    Knows {
+        hash: String,
+        #[serde(default)]
+        fail: bool,
+    },
 }
 
 /// Asks the object named `key` for a decision: one round trip.
 pub async fn check(env: &Env, key: &str, policy: &Policy, fail: bool) -> Result<Decision> {
+    send(
+        env,
+        key,
+        &Message::Check {
+            policy: *policy,
+            fail,
+        },
+    )
+    .await?
+    .json()
+    .await
+}
+
+/// Tells an address's object that a key authenticated from it.
+pub async fn record_success(env: &Env, ip_key: &str, hash: &str) -> Result<()> {
+    send(env, ip_key, &Message::Record { hash: hash.into() }).await?;
+    Ok(())
+}
+
+/// Whether a key authenticated from this address in the last ten minutes.
+pub async fn knows(env: &Env, ip_key: &str, hash: &str, fail: bool) -> Result<bool> {
+    send(
+        env,
+        ip_key,
+        &Message::Knows {
+            hash: hash.into(),
+            fail,
+        },
+    )
+    .await?
+    .json()
+    .await
+}
+
+async fn send(env: &Env, key: &str, message: &Message) -> Result<Response> {
     let stub = env.durable_object("RATE_LIMITER")?.get_by_name(key)?;
-    let body = serde_json::to_string(&Check {
-        policy: *policy,
-        fail,
-    })?;
+    let body = serde_json::to_string(message)?;
     let headers = Headers::new();
     headers.set("Content-Type", "application/json")?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
         .with_body(Some(JsValue::from_str(&body)));
-    let mut response = stub
-        .fetch_with_request(Request::new_with_init("https://limiter/check", &init)?)
+    let response = stub
+        .fetch_with_request(Request::new_with_init("https://limiter/", &init)?)
         .await?;
     if response.status_code() != 200 {
         return Err(worker::Error::RustError(format!(
@@ -57,7 +108,7 @@ pub async fn check(env: &Env, key: &str, policy: &Policy, fail: bool) -> Result<
             response.status_code()
         )));
     }
-    response.json().await
+    Ok(response)
 }
 
 /// Whether a Durable Object honours the test-only failure hooks: `TEST_HOOKS=1`, and never
@@ -90,8 +141,12 @@ impl DurableObject for RateLimiter {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let check: Check = req.json().await?;
-        if check.fail && self.test_hooks {
+        let message: Message = req.json().await?;
+        let fail = matches!(
+            message,
+            Message::Check { fail: true, .. } | Message::Knows { fail: true, .. }
+        );
+        if fail && self.test_hooks {
             return Err(worker::Error::RustError("injected limiter failure".into()));
         }
         if self.stored.borrow().is_none() {
@@ -102,14 +157,27 @@ impl DurableObject for RateLimiter {
             }
         }
         let now = Date::now().as_millis() as i64;
-        let (decision, changed) = {
+        let (answer, changed) = {
             let mut slot = self.stored.borrow_mut();
             let stored = slot.get_or_insert_with(Stored::default);
             let before = stored.clone();
-            let decision = stored.window.decide(&check.policy, now);
-            stored.idle_after = stored.window.idle_after(&check.policy);
+            let answer = match &message {
+                Message::Check { policy, .. } => {
+                    let decision = stored.window.decide(policy, now);
+                    stored.idle_after = stored.window.idle_after(policy);
+                    serde_json::to_string(&decision)?
+                }
+                Message::Record { hash } => {
+                    stored.known.record(hash, now);
+                    serde_json::to_string(&true)?
+                }
+                Message::Knows { hash, .. } => {
+                    serde_json::to_string(&stored.known.knows(hash, now))?
+                }
+            };
+            stored.idle_after = stored.idle_after.max(stored.known.idle_after());
             let changed = *stored != before;
-            (decision, changed.then(|| stored.clone()))
+            (answer, changed.then(|| stored.clone()))
         };
         if let Some(snapshot) = changed {
             let storage = self.state.storage();
@@ -120,7 +188,9 @@ impl DurableObject for RateLimiter {
                 self.alarm_at.set(Some(snapshot.idle_after + 1));
             }
         }
-        Response::from_json(&decision)
+        let response = Response::ok(answer)?;
+        response.headers().set("Content-Type", "application/json")?;
+        Ok(response)
     }
 
     /// Deletes the state once nothing in it can matter, or looks again when it will not.

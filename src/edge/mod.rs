@@ -18,8 +18,8 @@ use worker::{
 };
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    Ok(app::handle(req, env).await)
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    Ok(app::handle(req, env, ctx).await)
 }
 
 /// Cron: re-encrypts credentials still sealed under a key that is no longer active.

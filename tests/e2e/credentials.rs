@@ -550,3 +550,63 @@ fn twenty_concurrent_puts_leave_one_consistent_row() {
     ));
     assert_eq!(events[0]["n"], 20, "one audit event per write");
 }
+
+/// The writer is checked again inside the write itself: a key revoked, or an admin
+/// demoted, while the PUT was waiting on the provider gets nothing through. The stub's
+/// `stub-slow-` keys hold the provider check for the whole 2 s verification timeout.
+#[test]
+fn a_writer_that_loses_its_right_mid_request_writes_nothing() {
+    let w = worker();
+    let _log = w.on_failure();
+    let team = Team::new(w);
+    let writer = new_key(
+        w,
+        &team.owner,
+        &team.id,
+        json!({"name": "w", "kind": "secret"}),
+    );
+    let (key, key_id) = (
+        writer["key"].as_str().unwrap().to_string(),
+        writer["id"].as_str().unwrap().to_string(),
+    );
+    let slow = format!("stub-slow-{}", unique_user("k").replace('-', "x"));
+    plaintexts::watch(&slow);
+    let audit_before = team.audit_count(w);
+    let put = std::thread::scope(|s| {
+        let put = s.spawn(|| {
+            Call::put(w, CREDENTIAL_PATH)
+                .bearer(&key)
+                .json(&json!({ "api_key": slow }))
+                .send()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        let revoked = team
+            .call(Call::delete(w, &format!("/api/v1/api-keys/{key_id}")))
+            .send();
+        assert_eq!(revoked.status, 200);
+        put.join().unwrap()
+    });
+    put.assert_error(401, "unauthorized");
+    assert_eq!(team.row(w), Value::Null, "nothing was stored");
+    assert_eq!(team.audit_count(w), audit_before, "and nothing audited");
+
+    // An admin demoted to member during a slow PUT: 403, nothing stored.
+    let admin = unique_user("admin");
+    add_member(w, &team.owner, &team.id, &admin, "admin");
+    let slow = format!("stub-slow-{}", unique_user("k").replace('-', "x"));
+    plaintexts::watch(&slow);
+    let put = std::thread::scope(|s| {
+        let put = s.spawn(|| {
+            Call::put(w, CREDENTIAL_PATH)
+                .bearer(&token(&admin))
+                .header("X-Team-ID", &team.id)
+                .json(&json!({ "api_key": slow }))
+                .send()
+        });
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        add_member(w, &team.owner, &team.id, &admin, "member");
+        put.join().unwrap()
+    });
+    put.assert_error(403, "forbidden");
+    assert_eq!(team.row(w), Value::Null);
+}

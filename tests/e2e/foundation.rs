@@ -54,7 +54,11 @@ fn unknown_paths_and_methods_get_the_error_shape() {
         .assert_error(404, "not_found");
     let r = Call::post(w, "/healthz").send();
     r.assert_error(405, "method_not_allowed");
-    assert_eq!(r.header("allow"), Some("GET"));
+    // HEAD is served wherever GET is, so Allow names it (RFC 9110).
+    assert_eq!(r.header("allow"), Some("GET, HEAD"));
+    assert_eq!(Call::new(w, "HEAD", "/healthz").send().status, 200);
+    let r = Call::delete(w, "/api/v1/api-keys").send();
+    assert_eq!(r.header("allow"), Some("POST, GET, HEAD"));
 }
 
 #[test]

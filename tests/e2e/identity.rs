@@ -472,7 +472,13 @@ fn last_used_at_is_recorded_at_most_once_a_minute() {
     };
     assert_eq!(last_used(), json!(null));
     Call::get(w, "/api/v1/api-keys").bearer(key).send();
-    let first = last_used();
+    // Written after the response (wait_until), so a failed write never fails the request.
+    let started = std::time::Instant::now();
+    let mut first = last_used();
+    while first.is_null() && started.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        first = last_used();
+    }
     assert!(first.as_str().is_some_and(|t| t.ends_with('Z')), "{first}");
     std::thread::sleep(std::time::Duration::from_millis(1100));
     Call::get(w, "/api/v1/api-keys").bearer(key).send();
@@ -605,4 +611,83 @@ fn the_readme_dev_token_command_mints_a_working_token() {
         .json(&json!({"name": "from the README"}))
         .send();
     assert_eq!(r.status, 201, "{}", r.text);
+}
+
+#[test]
+fn teams_per_user_are_capped_for_creation_and_for_member_adds() {
+    let w = spawn(Options::default().var("MAX_TEAMS_PER_USER", "2"));
+    let _log = w.on_failure();
+    let user = unique_user("busy");
+    let create = |who: &str| {
+        Call::post(&w, "/api/v1/teams")
+            .bearer(&token(who))
+            .json(&json!({"name": "t"}))
+            .send()
+    };
+    assert_eq!(create(&user).status, 201);
+    assert_eq!(create(&user).status, 201);
+    let third = create(&user);
+    third.assert_error(409, "conflict");
+    assert!(
+        third.message().contains("at most 2 teams"),
+        "{}",
+        third.message()
+    );
+    let teams = Call::get(&w, "/api/v1/teams").bearer(&token(&user)).send();
+    assert_eq!(
+        teams.json()["teams"].as_array().unwrap().len(),
+        2,
+        "nothing half-made"
+    );
+
+    // Another owner cannot add the user to a third team either.
+    let other = unique_user("other");
+    let team = new_team(&w, &other);
+    let add = Call::put(&w, &format!("/api/v1/team/members/{user}"))
+        .bearer(&token(&other))
+        .header("X-Team-ID", &team)
+        .json(&json!({"role": "member"}))
+        .send();
+    add.assert_error(409, "conflict");
+    assert!(add.message().contains("MAX_TEAMS_PER_USER"));
+    // A member already in the team keeps being managed at the cap.
+    let second = unique_user("second");
+    add_member(&w, &other, &team, &second, "member");
+    assert_eq!(create(&second).status, 201, "second is now in two teams");
+    add_member(&w, &other, &team, &second, "admin");
+}
+
+#[test]
+fn failed_authentications_log_who_tried() {
+    let w = worker();
+    let _log = w.on_failure();
+    let owner = unique_user("owner");
+    let team = new_team(w, &owner);
+    let created = new_key(w, &owner, &team, json!({"name": "old", "kind": "secret"}));
+    let (key, key_id) = (
+        created["key"].as_str().unwrap().to_string(),
+        created["id"].as_str().unwrap().to_string(),
+    );
+    let revoke = Call::delete(w, &format!("/api/v1/api-keys/{key_id}"))
+        .bearer(&token(&owner))
+        .header("X-Team-ID", &team)
+        .send();
+    assert_eq!(revoke.status, 200);
+    // A revoked key: 401, and the log line names the key and its team.
+    let r = Call::get(w, "/api/v1/cloud-providers").bearer(&key).send();
+    r.assert_error(401, "unauthorized");
+    let line = w.log_line_of(&r);
+    assert_eq!(line["principal_kind"], "secret_key");
+    assert_eq!(line["principal_id"], key_id.as_str());
+    assert_eq!(line["team_id"], team.as_str());
+    // A valid JWT of someone outside the team: 403, and the log line names the user.
+    let stranger = unique_user("stranger");
+    let r = Call::get(w, "/api/v1/cloud-providers")
+        .bearer(&token(&stranger))
+        .header("X-Team-ID", &team)
+        .send();
+    r.assert_error(403, "forbidden");
+    let line = w.log_line_of(&r);
+    assert_eq!(line["principal_kind"], "user");
+    assert_eq!(line["principal_id"], stranger.as_str());
 }

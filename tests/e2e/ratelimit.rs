@@ -217,7 +217,8 @@ fn responses_that_passed_carry_the_ratelimit_headers() {
         .header("ratelimit")
         .unwrap()
         .starts_with("\"ip\";r=38;t="));
-    // An authenticated caller passes both limiters; a refused token still passed the IP one.
+    // An authenticated caller meets its principal's limiter only; a refused token is counted
+    // for its address.
     let user = unique_user("u");
     let r = Call::get(&w, "/api/v1/teams")
         .header("CF-Connecting-IP", "203.0.113.41")
@@ -226,16 +227,19 @@ fn responses_that_passed_carry_the_ratelimit_headers() {
     assert_eq!(r.status, 200);
     assert_eq!(
         r.header("ratelimit-policy"),
-        Some("\"ip\";q=40;w=10, \"principal\";q=1000000;w=60")
+        Some("\"principal\";q=1000000;w=60")
     );
     let refused = Call::get(&w, "/api/v1/teams")
         .header("CF-Connecting-IP", "203.0.113.41")
         .send();
     assert_eq!(refused.status, 401);
-    assert!(refused
-        .header("ratelimit")
-        .unwrap()
-        .starts_with("\"ip\";r=38"));
+    assert!(
+        refused
+            .header("ratelimit")
+            .unwrap()
+            .starts_with("\"ip\";r=39"),
+        "the JWT call before it was not counted for the address"
+    );
 }
 
 #[test]
@@ -290,4 +294,227 @@ fn the_failure_hook_does_not_exist_in_production() {
         r.header("ratelimit").is_some(),
         "the limiter ran and was passed"
     );
+}
+
+/// A worker with the contract's limits, both of them: 40 per 10 s per address (10 s
+/// cooldown), and `principal` requests per minute per principal.
+fn contract_limits(principal: &str) -> Worker {
+    spawn(
+        Options::default()
+            .var("RATE_LIMIT_IP_REQUESTS", "40")
+            .var("RATE_LIMIT_IP_WINDOW_MS", "10000")
+            .var("RATE_LIMIT_IP_COOLDOWN_MS", "10000")
+            .var("RATE_LIMIT_PRINCIPAL_REQUESTS", principal)
+            .var("RATE_LIMIT_PRINCIPAL_WINDOW_MS", "60000"),
+    )
+}
+
+/// One GET of the key's team's credentials from `ip`: its status.
+fn read(w: &Worker, key: &str, ip: &str) -> u16 {
+    Call::get(w, "/api/v1/cloud-providers")
+        .header("CF-Connecting-IP", ip)
+        .bearer(key)
+        .send()
+        .status
+}
+
+/// `n` GETs of the team's credentials with `key` from `ip`, on eight threads.
+fn reads(w: &Worker, key: &str, ip: &str, n: usize) -> Vec<u16> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|t| {
+                s.spawn(move || {
+                    (t..n)
+                        .step_by(8)
+                        .map(|_| read(w, key, ip))
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+#[test]
+fn one_key_from_one_address_gets_its_whole_budget_of_600_a_minute() {
+    let w = contract_limits("600");
+    let _log = w.on_failure();
+    let team = Team::new(&w);
+    let key = team.key(&w, json!({"name": "integration", "kind": "secret"}));
+    let started = Instant::now();
+    let statuses = reads(&w, &key, "203.0.113.50", 600);
+    assert!(
+        started.elapsed() < Duration::from_secs(55),
+        "too slow to say: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(statuses.len(), 600);
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "{:?}",
+        statuses.iter().filter(|s| **s != 200).count()
+    );
+    let over = Call::get(&w, "/api/v1/cloud-providers")
+        .header("CF-Connecting-IP", "203.0.113.50")
+        .bearer(&key)
+        .send();
+    over.assert_error(429, "rate_limited");
+    // The principal's minute, not the address's 10 s cooldown.
+    let retry: u64 = over.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > 10, "Retry-After {retry}");
+}
+
+#[test]
+fn twenty_teams_behind_one_address_each_get_their_full_budget() {
+    let w = contract_limits("30");
+    let _log = w.on_failure();
+    let keys: Vec<String> = (0..20)
+        .map(|_| Team::new(&w).key(&w, json!({"name": "edge", "kind": "secret"})))
+        .collect();
+    // 600 authenticated requests from one address, fifteen times its anonymous cap.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = keys
+            .iter()
+            .map(|key| {
+                let w = &w;
+                s.spawn(move || {
+                    (0..31)
+                        .map(|_| read(w, key, "198.51.100.77"))
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    for (team, per_key) in statuses.chunks(31).enumerate() {
+        assert!(
+            per_key[..30].iter().all(|s| *s == 200),
+            "team {team}: {per_key:?}"
+        );
+        assert_eq!(
+            per_key[30], 429,
+            "team {team}: the 31st is over its own budget"
+        );
+    }
+}
+
+fn forged_key() -> String {
+    edge_credentials::core::auth::api_key::generate(
+        edge_credentials::core::auth::api_key::KeyKind::Secret,
+    )
+}
+
+#[test]
+fn an_attacker_in_cooldown_does_not_stop_a_valid_integration_on_the_same_address() {
+    let w = contract_limits("1000000");
+    let _log = w.on_failure();
+    let ip = "192.0.2.66";
+    let team = Team::new(&w);
+    let key = team.key(&w, json!({"name": "integration", "kind": "secret"}));
+    let get = |k: &str| {
+        Call::get(&w, "/api/v1/cloud-providers")
+            .header("CF-Connecting-IP", ip)
+            .bearer(k)
+            .send()
+    };
+    assert_eq!(get(&key).status, 200);
+    // Its success reaches the address's object after the response.
+    std::thread::sleep(Duration::from_millis(500));
+
+    // Forged keys (valid checksums, unknown to D1): forty 401s, then the window is full.
+    let forged: Vec<u16> = (0..45).map(|_| get(&forged_key()).status).collect();
+    assert!(forged[..40].iter().all(|s| *s == 401), "{forged:?}");
+    assert!(forged[40..].iter().all(|s| *s == 429), "{forged:?}");
+    // Anonymous requests from there are refused too, while the integration keeps working.
+    assert_eq!(from(&w, ip, "/healthz").status, 429);
+    for _ in 0..5 {
+        assert_eq!(get(&key).status, 200);
+    }
+    // A key that never authenticated from this address waits out the cooldown.
+    let newcomer = team.key(&w, json!({"name": "new", "kind": "secret"}));
+    get(&newcomer).assert_error(429, "rate_limited");
+    // Another address is not affected.
+    assert_eq!(
+        Call::get(&w, "/api/v1/cloud-providers")
+            .header("CF-Connecting-IP", "192.0.2.67")
+            .bearer(&newcomer)
+            .send()
+            .status,
+        200
+    );
+}
+
+#[test]
+fn during_a_cooldown_a_forged_key_costs_no_d1_read() {
+    let w = contract_limits("1000000");
+    let _log = w.on_failure();
+    let ip = "192.0.2.88";
+    let forged = |_: usize| {
+        Call::get(&w, "/api/v1/cloud-providers")
+            .header("CF-Connecting-IP", ip)
+            .bearer(&forged_key())
+            .send()
+    };
+    // Before the cooldown, a forged key is one D1 read (the key's row) and a 401.
+    let first = forged(0);
+    assert_eq!(first.status, 401);
+    assert_eq!(w.log_line_of(&first)["d1_calls"], 1);
+    let statuses: Vec<u16> = (1..45).map(|i| forged(i).status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        39,
+        "{statuses:?}"
+    );
+    // In the cooldown: refused without a D1 read, by the log line's own count.
+    let refused = forged(99);
+    refused.assert_error(429, "rate_limited");
+    let line = w.log_line_of(&refused);
+    assert_eq!(line["d1_calls"], 0, "{line}");
+    assert_eq!(line["status"], 429);
+}
+
+#[test]
+fn an_unreachable_address_limiter_fails_closed_where_it_guards_d1() {
+    let w = contract_limits("1000000");
+    let _log = w.on_failure();
+    // /healthz reads D1 for anyone: without the address's limiter, 503.
+    let health = Call::get(&w, "/healthz")
+        .header("CF-Connecting-IP", "192.0.2.90")
+        .header("X-Test-Fail-Limiter", "1")
+        .send();
+    health.assert_error(503, "service_unavailable");
+    assert!(health.header("retry-after").is_some());
+    // A refused token reads nothing: still its 401.
+    Call::get(&w, "/api/v1/teams")
+        .header("CF-Connecting-IP", "192.0.2.90")
+        .header("X-Test-Fail-Limiter", "1")
+        .send()
+        .assert_error(401, "unauthorized");
+    // A key during a known cooldown needs the address's object before D1: 503.
+    let ip = "192.0.2.91";
+    for _ in 0..41 {
+        from(&w, ip, "/healthz");
+    }
+    let key = Team::new(&w).key(&w, json!({"name": "k", "kind": "secret"}));
+    let during = Call::get(&w, "/api/v1/cloud-providers")
+        .header("CF-Connecting-IP", ip)
+        .header("X-Test-Fail-Limiter", "1")
+        .bearer(&key)
+        .send();
+    during.assert_error(503, "service_unavailable");
+    assert!(during.header("retry-after").is_some());
+    // A read by an authenticated principal follows the read policy: served, fail open.
+    let read = Call::get(&w, "/api/v1/cloud-providers")
+        .header("CF-Connecting-IP", "192.0.2.92")
+        .header("X-Test-Fail-Limiter", "1")
+        .bearer(&key)
+        .send();
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert_eq!(w.log_line_of(&read)["limiter"], "fail_open");
 }

@@ -129,3 +129,80 @@ fn the_worker_conforms_to_its_openapi_document() {
         out.status
     );
 }
+
+/// openapi-python-client (pinned, in `.venv/`) generates a client from the document the
+/// worker serves, with no warning, and that client drives the seed flow.
+#[test]
+fn a_generated_client_drives_the_seed_flow() {
+    let generator = Path::new(ROOT).join(".venv/bin/openapi-python-client");
+    assert!(
+        generator.exists(),
+        "openapi-python-client is not installed: run ./scripts/setup.sh"
+    );
+    let w = worker();
+    let _log = w.on_failure();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("generated-client-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let served = Call::get(w, "/openapi.json").send();
+    assert_eq!(served.status, 200);
+    std::fs::write(dir.join("openapi.json"), &served.text).unwrap();
+    // No post-hooks: formatting the output (ruff) is not part of what is checked here.
+    std::fs::write(dir.join("config.yaml"), "post_hooks: []\n").unwrap();
+    let out = Command::new(&generator)
+        .current_dir(&dir)
+        .args([
+            "generate",
+            "--path",
+            "openapi.json",
+            "--output-path",
+            "client",
+        ])
+        .args(["--config", "config.yaml", "--overwrite"])
+        .output()
+        .expect("run openapi-python-client");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "generation failed:\n{text}");
+    assert!(
+        !text.to_lowercase().contains("warning"),
+        "the generator warned:\n{text}"
+    );
+
+    let team = Team::new(w);
+    let sk = team.key(w, serde_json::json!({"name": "gen", "kind": "secret"}));
+    let provider_key = format!("comfyui-generated-{}", unique_user("k").replace('-', "x"));
+    plaintexts::watch(&provider_key);
+    stub().allow(&provider_key);
+    let out = Command::new(Path::new(ROOT).join(".venv/bin/python"))
+        .arg(Path::new(ROOT).join("tests/e2e/generated/seed_flow.py"))
+        .arg(dir.join("client"))
+        .arg(&w.base_url)
+        .arg(&sk)
+        .arg(token(&team.owner))
+        .arg(&team.id)
+        .arg(&provider_key)
+        .output()
+        .expect("run the generated client");
+    assert!(
+        out.status.success(),
+        "the generated client failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(
+        seen,
+        serde_json::json!({
+            "put": [200, "active", "verified"],
+            "get": [200, edge_credentials::core::credentials::preview(&provider_key)],
+            "delete": [200, "revoked", false],
+            "create": [201, "sk-"],
+            "revoke": [200, true],
+        })
+    );
+}

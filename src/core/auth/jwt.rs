@@ -8,10 +8,13 @@
 //!   is the token's `alg`;
 //! - anything else (`none` in any case, `HS512`, ...) is refused.
 //!
-//! `jku`, `x5u` and `jwk` headers are never read, so nothing is ever fetched.
+//! `jku`, `x5u` and `jwk` headers are never read, so nothing is ever fetched. A `crit`
+//! header names extensions the token requires its verifier to understand; we understand
+//! none, so such a token is refused (RFC 7515 §4.1.11).
 
 use std::collections::HashMap;
 
+use base64ct::{Base64UrlUnpadded, Encoding};
 use jwt_compact::{
     alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPublicKey},
     jwk::JsonWebKey,
@@ -20,6 +23,9 @@ use jwt_compact::{
 use serde::Deserialize;
 
 use crate::core::{config::ConfigError, time::UnixMillis};
+
+/// RSA keys shorter than this are refused when `JWT_JWKS` is parsed.
+pub const MIN_RSA_BITS: usize = 2048;
 
 pub const LEEWAY_MS: i64 = 60_000;
 const MIN_SECRET_BYTES: usize = 32;
@@ -119,7 +125,20 @@ impl JwtVerifier {
         })
     }
 
+    /// Whether asymmetric keys are configured (`JWT_JWKS`).
+    pub fn has_jwks(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Whether both `iss` and `aud` are checked.
+    pub fn checks_issuer_and_audience(&self) -> bool {
+        self.issuer.is_some() && self.audience.is_some()
+    }
+
     pub fn verify(&self, token: &str, now: UnixMillis) -> Result<Session, JwtError> {
+        if has_crit_header(token) {
+            return Err(JwtError::Invalid);
+        }
         let untrusted = UntrustedToken::new(token).map_err(|_| JwtError::Invalid)?;
         let kid = untrusted.header().key_id.as_deref();
         let verified = match untrusted.algorithm() {
@@ -176,6 +195,29 @@ impl JwtVerifier {
     }
 }
 
+/// Whether the token's header carries `crit` (or cannot be read, which fails later anyway).
+fn has_crit_header(token: &str) -> bool {
+    let Some(segment) = token.split('.').next() else {
+        return false;
+    };
+    Base64UrlUnpadded::decode_vec(segment)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|header| header.get("crit").is_some())
+}
+
+/// The bit length of an RSA JWK's modulus `n` (base64url, big-endian).
+fn rsa_modulus_bits(n: Option<&str>) -> usize {
+    let Some(bytes) = n.and_then(|n| Base64UrlUnpadded::decode_vec(n).ok()) else {
+        return 0;
+    };
+    let significant: Vec<u8> = bytes.into_iter().skip_while(|b| *b == 0).collect();
+    match significant.first() {
+        Some(first) => significant.len() * 8 - first.leading_zeros() as usize,
+        None => 0,
+    }
+}
+
 #[derive(Deserialize)]
 struct Jwks {
     keys: Vec<serde_json::Value>,
@@ -197,6 +239,9 @@ fn parse_jwks(text: &str) -> Result<HashMap<String, PublicKey>, ConfigError> {
         let key = match (value["kty"].as_str(), value["crv"].as_str()) {
             (Some("EC"), Some("P-256")) => Es256Key::try_from(&jwk).ok().map(PublicKey::Es256),
             (Some("OKP"), Some("Ed25519")) => Ed25519Key::try_from(&jwk).ok().map(PublicKey::EdDsa),
+            (Some("RSA"), _) if rsa_modulus_bits(value["n"].as_str()) < MIN_RSA_BITS => {
+                return Err(bad("RSA keys must be at least 2048 bits"))
+            }
             (Some("RSA"), _) => RsaPublicKey::try_from(&jwk)
                 .ok()
                 .map(|k| PublicKey::Rs256(Box::new(k))),

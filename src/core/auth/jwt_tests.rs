@@ -344,6 +344,47 @@ fn jku_x5u_and_jwk_headers_are_ignored() {
 }
 
 #[test]
+fn a_crit_header_is_refused_whatever_it_names() {
+    for crit in [json!(["exp"]), json!(["b64"]), json!([]), json!("x")] {
+        let header = json!({"alg": "HS256", "typ": "JWT", "crit": crit, "b64": true});
+        let token = craft(&header, &good_claims(), hs256_with(SECRET.as_bytes()));
+        assert_eq!(
+            verifier().verify(&token, NOW),
+            Err(JwtError::Invalid),
+            "{crit}"
+        );
+    }
+    // The same token without `crit` passes: the refusal is the header's, not the signature's.
+    let header = json!({"alg": "HS256", "typ": "JWT"});
+    let token = craft(&header, &good_claims(), hs256_with(SECRET.as_bytes()));
+    assert!(verifier().verify(&token, NOW).is_ok());
+}
+
+#[test]
+fn rsa_keys_under_2048_bits_are_refused_when_the_jwks_is_parsed() {
+    let small = RsaPrivateKey::new(&mut OsRng, 1024).unwrap();
+    let mut jwk = serde_json::to_value(JsonWebKey::from(&small.to_public_key())).unwrap();
+    jwk["kid"] = json!("rsa-small");
+    let jwks = json!({ "keys": [jwk] }).to_string();
+    let e = JwtVerifier::new(JwtSettings {
+        secret: None,
+        jwks: Some(&jwks),
+        issuer: None,
+        audience: None,
+    })
+    .err()
+    .expect("refused");
+    assert_eq!(
+        (e.variable, e.problem),
+        ("JWT_JWKS", "RSA keys must be at least 2048 bits")
+    );
+    assert!(
+        verifier().has_jwks(),
+        "the 2048-bit key of the other tests is accepted"
+    );
+}
+
+#[test]
 fn tokens_with_two_or_four_segments_are_refused() {
     let token = hs256(&good_claims());
     let parts: Vec<&str> = token.split('.').collect();

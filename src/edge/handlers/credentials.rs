@@ -3,6 +3,7 @@ use worker::Response;
 use crate::core::{
     access::Actor,
     audit::AuditEvent,
+    auth::bearer::INVALID_API_KEY,
     credentials::{
         check_if_match, header_safe, preview, provider_for, CredentialRecord, PatchCredential,
         PutCredential, Status, FALLBACK_NEEDS_ACTIVE_KEY,
@@ -20,7 +21,7 @@ use crate::edge::{
         authenticate, authenticate_with_credential, authenticate_with_sealed_credential, TeamScope,
     },
     http, provider as upstream,
-    repo::SealedCredential,
+    repo::{SealedCredential, WriteGuard},
 };
 
 /// How often a PATCH or DELETE re-reads and retries when a concurrent write moved the row
@@ -60,6 +61,24 @@ fn stale() -> ApiError {
         ErrorKind::PreconditionFailed,
         "The credential has changed since you read it (If-Match)",
     )
+}
+
+/// A guarded write changed nothing: either the writer lost the right to write since it
+/// authenticated (its key revoked or expired, its role gone), or the row moved on.
+async fn refused_writer(ctx: &Ctx<'_>, actor: &Actor) -> Result<Option<ApiError>, ApiError> {
+    if ctx
+        .repo
+        .guard_holds(&WriteGuard::for_actor(actor, ctx.now))
+        .await?
+    {
+        return Ok(None);
+    }
+    Ok(Some(match actor {
+        Actor::Key { .. } => ApiError::unauthorized(INVALID_API_KEY),
+        Actor::User { .. } => {
+            ApiError::forbidden("Only team owners and admins can change credentials")
+        }
+    }))
 }
 
 fn none_configured() -> ApiError {
@@ -211,10 +230,13 @@ pub async fn put(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, A
             ctx.now,
             expected,
             &events,
+            &WriteGuard::for_actor(&actor, ctx.now),
         )
-        .await?
-        .ok_or_else(stale)?;
-    Ok(respond(&record))
+        .await?;
+    match record {
+        Some(record) => Ok(respond(&record)),
+        None => Err(refused_writer(ctx, &actor).await?.unwrap_or_else(stale)),
+    }
 }
 
 /// Re-checks the stored key with the provider. A refusal now marks the key `rejected`
@@ -242,19 +264,23 @@ pub async fn verify(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response
         Some(credential.record.verification.state),
         &verification,
     );
-    ctx.repo
+    let written = ctx
+        .repo
         .set_verification(
             team_id,
             provider,
             &verification,
             credential.record.version,
             &events,
+            &WriteGuard::for_actor(&actor, ctx.now),
         )
-        .await?
-        .map(|record| respond(&record))
-        .ok_or_else(|| {
+        .await?;
+    match written {
+        Some(record) => Ok(respond(&record)),
+        None => Err(refused_writer(ctx, &actor).await?.unwrap_or_else(|| {
             ApiError::conflict("The credential changed while it was being checked; retry")
-        })
+        })),
+    }
 }
 
 /// Never decrypts: the response is built from the stored preview and status.
@@ -309,8 +335,14 @@ pub async fn patch(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response,
                 ctx.now,
                 current.version,
                 &event,
+                &WriteGuard::for_actor(&actor, ctx.now),
             )
             .await?;
+        if written.is_none() {
+            if let Some(refused) = refused_writer(ctx, &actor).await? {
+                return Err(refused);
+            }
+        }
         match (written, &if_match) {
             (Some(record), _) => return Ok(respond(&record)),
             (None, Some(_)) => return Err(stale()),
@@ -342,8 +374,20 @@ pub async fn delete(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response
         let event = audit(ctx, &actor, "credential.delete", provider);
         let written = ctx
             .repo
-            .revoke_credential(team_id, provider, ctx.now, current.version, &event)
+            .revoke_credential(
+                team_id,
+                provider,
+                ctx.now,
+                current.version,
+                &event,
+                &WriteGuard::for_actor(&actor, ctx.now),
+            )
             .await?;
+        if written.is_none() {
+            if let Some(refused) = refused_writer(ctx, &actor).await? {
+                return Err(refused);
+            }
+        }
         match (written, &if_match) {
             (Some(record), _) => return Ok(respond(&record)),
             (None, Some(_)) => return Err(stale()),

@@ -8,7 +8,7 @@ use crate::core::{
     error::ApiError,
     ids::new_id,
     routes::Matched,
-    teams::{validate_user_id, CreateTeam, SetMemberRole, TeamRecord},
+    teams::{teams_cap_reached, validate_user_id, CreateTeam, SetMemberRole, TeamRecord},
 };
 use crate::edge::{
     app::Ctx,
@@ -33,7 +33,13 @@ pub async fn create_team(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         role: Role::Owner,
         created_at: ctx.now,
     };
-    ctx.repo.create_team(&team, &owner).await?;
+    if !ctx
+        .repo
+        .create_team(&team, &owner, ctx.config.max_teams_per_user)
+        .await?
+    {
+        return Err(teams_cap_reached(ctx.config.max_teams_per_user));
+    }
     ctx.log.team_id = Some(team.id.clone());
     Ok(http::json(201, &team.view()))
 }
@@ -70,7 +76,14 @@ pub async fn set_member(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Resp
 
     match ctx
         .repo
-        .set_member(team_id, &user_id, new_role, actor.id(), ctx.now)
+        .set_member(
+            team_id,
+            &user_id,
+            new_role,
+            actor.id(),
+            ctx.now,
+            ctx.config.max_teams_per_user,
+        )
         .await?
     {
         Some(member) => Ok(http::json(200, &member.view())),
@@ -112,6 +125,10 @@ async fn refusal(
         let current = ctx.repo.member(team_id, user_id).await?.map(|m| m.role);
         if current.is_none() && new_role.is_none() {
             return Ok(ApiError::not_found("No such member in this team"));
+        }
+        let cap = ctx.config.max_teams_per_user;
+        if current.is_none() && ctx.repo.team_count(user_id).await? >= cap {
+            return Ok(teams_cap_reached(cap));
         }
         let owners = match current {
             Some(Role::Owner) => ctx.repo.owner_count(team_id).await?,

@@ -10,6 +10,7 @@ use super::{
     API_KEY_COLUMNS,
 };
 use crate::core::{
+    access::Actor,
     api_keys::ApiKeyRecord,
     audit::{AuditEvent, PageRequest},
     credentials::{CredentialRecord, Status},
@@ -18,6 +19,84 @@ use crate::core::{
     time::UnixMillis,
     verify::{self, Verification},
 };
+
+/// Who is writing, re-checked inside the write's own statements (parameters ?20 and ?21),
+/// so a key revoked or a role lost between the authentication read and the write gets
+/// nothing through.
+pub enum WriteGuard<'a> {
+    /// An API key: still not revoked and not expired.
+    Key { key_id: &'a str, now: UnixMillis },
+    /// A session's user: still an owner or admin of the team.
+    Manager { team_id: &'a str, user_id: &'a str },
+}
+
+impl WriteGuard<'_> {
+    pub fn for_actor(actor: &Actor, now: UnixMillis) -> WriteGuard<'_> {
+        match actor {
+            Actor::Key { key_id, .. } => WriteGuard::Key { key_id, now },
+            Actor::User { user_id, team } => WriteGuard::Manager {
+                team_id: team.as_ref().map_or("", |(id, _)| id.as_str()),
+                user_id,
+            },
+        }
+    }
+
+    fn sql(&self) -> &'static str {
+        match self {
+            WriteGuard::Key { .. } => {
+                "EXISTS (SELECT 1 FROM api_keys WHERE id = ?20 AND revoked_at IS NULL \
+                 AND (expires_at IS NULL OR expires_at > ?21))"
+            }
+            WriteGuard::Manager { .. } => {
+                "EXISTS (SELECT 1 FROM team_members WHERE team_id = ?20 AND user_id = ?21 \
+                 AND role IN ('owner', 'admin'))"
+            }
+        }
+    }
+
+    fn args(&self) -> [JsValue; 2] {
+        match self {
+            WriteGuard::Key { key_id, now } => [text(key_id), num(*now)],
+            WriteGuard::Manager { team_id, user_id } => [text(team_id), text(user_id)],
+        }
+    }
+}
+
+/// The first parameter the guard uses: statements keep below it.
+const GUARD_FROM: usize = 20;
+
+impl Repo {
+    /// A statement whose SQL holds `{guard}`, with `args` for ?1.. and the guard's own two.
+    fn guarded(
+        &self,
+        sql: &str,
+        args: &[JsValue],
+        guard: &WriteGuard<'_>,
+    ) -> Result<D1PreparedStatement> {
+        let mut all = args.to_vec();
+        all.resize(GUARD_FROM - 1, JsValue::NULL);
+        all.extend(guard.args());
+        self.stmt(&sql.replace("{guard}", guard.sql()), &all)
+    }
+
+    /// Whether the guard still holds: after a guarded write changed nothing, this tells a
+    /// refused writer (401 or 403) from a moved row (412 or a retry).
+    pub async fn guard_holds(&self, guard: &WriteGuard<'_>) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct Row {
+            ok: f64,
+        }
+        let row: Option<Row> = self
+            .first(
+                &format!("SELECT ({}) AS ok", guard.sql())
+                    .replace("?20", "?1")
+                    .replace("?21", "?2"),
+                &guard.args(),
+            )
+            .await?;
+        Ok(row.is_some_and(|r| r.ok != 0.0))
+    }
+}
 
 impl Repo {
     /// The API key with this hash and its team's credential for `provider`, in one D1
@@ -77,7 +156,7 @@ impl Repo {
         credential: D1PreparedStatement,
         record: fn(Row) -> Result<Caller>,
     ) -> Result<(Option<Caller>, Option<SealedCredential>)> {
-        let results = self.db.batch(vec![caller, credential]).await?;
+        let results = self.batch(vec![caller, credential]).await?;
         let caller = first_row::<Row>(&results, 0)?.map(record).transpose()?;
         let credential = first_row::<CredentialRow>(&results, 1)?
             .map(CredentialRow::sealed)
@@ -125,12 +204,13 @@ impl Repo {
         now: UnixMillis,
         expected: Option<i64>,
         events: &[AuditEvent],
+        guard: &WriteGuard<'_>,
     ) -> Result<Option<CredentialRecord>> {
-        let change = self.stmt(
+        let change = self.guarded(
             &format!(
                 "INSERT INTO credentials (team_id, provider, status, cloud_fallback, ciphertext, key_id, key_preview, created_at, updated_at, version, \
                    verification_state, verification_checked_at, verification_reason) \
-                 VALUES (?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?7, 1, ?9, ?10, ?11) \
+                 SELECT ?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?7, 1, ?9, ?10, ?11 WHERE {{guard}} \
                  ON CONFLICT (team_id, provider) DO UPDATE SET status = 'active', cloud_fallback = excluded.cloud_fallback, \
                    ciphertext = excluded.ciphertext, key_id = excluded.key_id, key_preview = excluded.key_preview, \
                    updated_at = excluded.updated_at, version = credentials.version + 1, \
@@ -153,8 +233,10 @@ impl Repo {
                 opt_num(verification.checked_at),
                 opt_text(verification.reason),
             ],
+            guard,
         )?;
-        self.change_with_audit(change, events, expected).await
+        self.change_with_audit(change, events, expected, guard)
+            .await
     }
 
     /// Records what a re-check found, if the row is still at `expected` (the key checked is
@@ -167,12 +249,13 @@ impl Repo {
         verification: &Verification,
         expected: i64,
         events: &[AuditEvent],
+        guard: &WriteGuard<'_>,
     ) -> Result<Option<CredentialRecord>> {
-        let change = self.stmt(
+        let change = self.guarded(
             &format!(
                 "UPDATE credentials SET verification_state = ?3, verification_checked_at = ?4, \
                    verification_reason = ?5, version = version + 1 \
-                 WHERE team_id = ?1 AND provider = ?2 AND version = ?6 AND status = 'active' \
+                 WHERE team_id = ?1 AND provider = ?2 AND version = ?6 AND status = 'active' AND {{guard}} \
                  RETURNING {CREDENTIAL_COLUMNS}"
             ),
             &[
@@ -183,8 +266,10 @@ impl Repo {
                 opt_text(verification.reason),
                 num(expected),
             ],
+            guard,
         )?;
-        self.change_with_audit(change, events, Some(expected)).await
+        self.change_with_audit(change, events, Some(expected), guard)
+            .await
     }
 
     /// After a proxied call: `last_used_at`, at most once per `resolution_ms`; and, when the
@@ -217,6 +302,7 @@ impl Repo {
                 "EXISTS (SELECT 1 FROM credentials WHERE team_id = ?2 AND provider = ?6 \
                    AND version = ?9 AND verification_state <> 'rejected')",
                 Some(expected),
+                None,
             )?);
             statements.push(self.stmt(
                 "UPDATE credentials SET verification_checked_at = ?3, verification_reason = ?5, \
@@ -234,12 +320,13 @@ impl Repo {
                 ],
             )?);
         }
-        self.db.batch(statements).await?;
+        self.batch(statements).await?;
         Ok(())
     }
 
     /// Turns cloud fallback on or off, if the row is still at `expected` and, to turn it on,
     /// still active.
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_cloud_fallback(
         &self,
         team_id: &str,
@@ -248,11 +335,12 @@ impl Repo {
         now: UnixMillis,
         expected: i64,
         audit: &AuditEvent,
+        guard: &WriteGuard<'_>,
     ) -> Result<Option<CredentialRecord>> {
-        let change = self.stmt(
+        let change = self.guarded(
             &format!(
                 "UPDATE credentials SET cloud_fallback = ?3, updated_at = ?4, version = version + 1 \
-                 WHERE team_id = ?1 AND provider = ?2 AND version = ?5 AND (?3 = 0 OR status = 'active') \
+                 WHERE team_id = ?1 AND provider = ?2 AND version = ?5 AND (?3 = 0 OR status = 'active') AND {{guard}} \
                  RETURNING {CREDENTIAL_COLUMNS}"
             ),
             &[
@@ -262,8 +350,9 @@ impl Repo {
                 num(now),
                 num(expected),
             ],
+            guard,
         )?;
-        self.change_with_audit(change, std::slice::from_ref(audit), Some(expected))
+        self.change_with_audit(change, std::slice::from_ref(audit), Some(expected), guard)
             .await
     }
 
@@ -275,17 +364,19 @@ impl Repo {
         now: UnixMillis,
         expected: i64,
         audit: &AuditEvent,
+        guard: &WriteGuard<'_>,
     ) -> Result<Option<CredentialRecord>> {
-        let change = self.stmt(
+        let change = self.guarded(
             &format!(
                 "UPDATE credentials SET status = 'revoked', cloud_fallback = 0, ciphertext = NULL, key_id = NULL, \
                    updated_at = ?3, version = version + 1 \
-                 WHERE team_id = ?1 AND provider = ?2 AND version = ?4 \
+                 WHERE team_id = ?1 AND provider = ?2 AND version = ?4 AND {{guard}} \
                  RETURNING {CREDENTIAL_COLUMNS}"
             ),
             &[text(team_id), text(provider.name), num(now), num(expected)],
+            guard,
         )?;
-        self.change_with_audit(change, std::slice::from_ref(audit), Some(expected))
+        self.change_with_audit(change, std::slice::from_ref(audit), Some(expected), guard)
             .await
     }
 
@@ -297,13 +388,15 @@ impl Repo {
         change: D1PreparedStatement,
         events: &[AuditEvent],
         expected: Option<i64>,
+        guard: &WriteGuard<'_>,
     ) -> Result<Option<CredentialRecord>> {
         let mut statements = Vec::with_capacity(events.len() + 2);
         for event in events {
             statements.push(self.audit_insert(
                 event,
-                "?9 IS NULL OR EXISTS (SELECT 1 FROM credentials WHERE team_id = ?2 AND provider = ?6 AND version = ?9)",
+                "(?9 IS NULL OR EXISTS (SELECT 1 FROM credentials WHERE team_id = ?2 AND provider = ?6 AND version = ?9)) AND {guard}",
                 expected,
+                Some(guard),
             )?);
         }
         statements.push(change);
@@ -315,7 +408,7 @@ impl Repo {
                 &[],
             )?);
         }
-        let results = self.db.batch(statements).await?;
+        let results = self.batch(statements).await?;
         first_row::<CredentialRow>(&results, events.len())?
             .map(CredentialRow::record)
             .transpose()
@@ -323,8 +416,8 @@ impl Repo {
 
     /// An audit event on its own: for decisions that change nothing else (routing).
     pub async fn insert_audit_event(&self, event: &AuditEvent) -> Result<()> {
-        self.audit_insert(event, "?9 IS NULL", None)?.run().await?;
-        Ok(())
+        self.run(self.audit_insert(event, "?9 IS NULL", None, None)?)
+            .await
     }
 
     /// An audit event's insert, written only `WHERE {condition}`; `?9` is `expected`.
@@ -333,24 +426,27 @@ impl Repo {
         audit: &AuditEvent,
         condition: &str,
         expected: Option<i64>,
+        guard: Option<&WriteGuard<'_>>,
     ) -> Result<D1PreparedStatement> {
-        self.stmt(
-            &format!(
-                "INSERT INTO audit_events (id, team_id, actor_kind, actor_id, action, provider, created_at, request_id) \
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE {condition}"
-            ),
-            &[
-                text(&audit.id),
-                text(&audit.team_id),
-                text(&audit.actor_kind),
-                text(&audit.actor_id),
-                text(&audit.action),
-                opt_text(audit.provider.as_deref()),
-                num(audit.created_at),
-                text(&audit.request_id),
-                opt_num(expected),
-            ],
-        )
+        let sql = format!(
+            "INSERT INTO audit_events (id, team_id, actor_kind, actor_id, action, provider, created_at, request_id) \
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 WHERE {condition}"
+        );
+        let args = [
+            text(&audit.id),
+            text(&audit.team_id),
+            text(&audit.actor_kind),
+            text(&audit.actor_id),
+            text(&audit.action),
+            opt_text(audit.provider.as_deref()),
+            num(audit.created_at),
+            text(&audit.request_id),
+            opt_num(expected),
+        ];
+        match guard {
+            Some(guard) => self.guarded(&sql, &args, guard),
+            None => self.stmt(&sql, &args),
+        }
     }
 
     pub async fn audit_events(&self, team_id: &str, page: &PageRequest) -> Result<Vec<AuditEvent>> {
@@ -448,7 +544,7 @@ impl Repo {
                 &[text(&row.team_id), text(&row.provider), text(sealed), text(key_id), text(&row.ciphertext)],
             )?);
         }
-        let results = self.db.batch(statements).await?;
+        let results = self.batch(statements).await?;
         Ok((0..batch.len())
             .map(|i| {
                 results

@@ -5,7 +5,7 @@
 //! in [`credentials`].
 
 mod credentials;
-pub use credentials::{Resealed, SealedCredential};
+pub use credentials::{Resealed, SealedCredential, WriteGuard};
 
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
@@ -56,6 +56,8 @@ fn role(s: &str) -> Result<Role> {
 
 pub struct Repo {
     db: D1Database,
+    /// D1 round trips made, for the request's log line.
+    calls: std::cell::Cell<u32>,
     /// Test hook (only with TEST_HOOKS=1): a credential change's batch ends in a statement
     /// that fails after the others ran, so the whole transaction must roll back.
     fail_writes: bool,
@@ -65,6 +67,7 @@ impl Repo {
     pub fn new(env: &Env) -> Result<Repo> {
         Ok(Repo {
             db: env.d1("DB")?,
+            calls: std::cell::Cell::new(0),
             fail_writes: false,
         })
     }
@@ -80,11 +83,33 @@ impl Repo {
         Ok(self.db.prepare(sql).bind(args)?)
     }
 
+    /// D1 round trips made so far.
+    pub fn calls(&self) -> u32 {
+        self.calls.get()
+    }
+
+    fn counted(&self) {
+        self.calls.set(self.calls.get() + 1);
+    }
+
+    /// Runs statements as one batch (one transaction): one round trip.
+    async fn batch(&self, statements: Vec<D1PreparedStatement>) -> Result<Vec<worker::D1Result>> {
+        self.counted();
+        Ok(self.db.batch(statements).await?)
+    }
+
+    async fn run(&self, statement: D1PreparedStatement) -> Result<()> {
+        self.counted();
+        statement.run().await?;
+        Ok(())
+    }
+
     async fn first<T: for<'de> Deserialize<'de>>(
         &self,
         sql: &str,
         args: &[JsValue],
     ) -> Result<Option<T>> {
+        self.counted();
         Ok(self.stmt(sql, args)?.first::<T>(None).await?)
     }
 
@@ -93,6 +118,7 @@ impl Repo {
         sql: &str,
         args: &[JsValue],
     ) -> Result<Vec<T>> {
+        self.counted();
         Ok(self.stmt(sql, args)?.all().await?.results::<T>()?)
     }
 
@@ -111,22 +137,36 @@ impl Repo {
 
     // ---- teams and members -------------------------------------------------------------
 
-    /// The team and its first owner, in one batch: both or neither.
-    pub async fn create_team(&self, team: &TeamRecord, owner: &str) -> Result<()> {
+    /// The team and its first owner, in one batch: both or neither, and neither when the
+    /// owner already belongs to `max_teams` teams. `false` when the cap refused.
+    pub async fn create_team(
+        &self,
+        team: &TeamRecord,
+        owner: &str,
+        max_teams: u32,
+    ) -> Result<bool> {
         let now = num(team.created_at);
-        self.db
+        let cap = num(max_teams as i64);
+        let under_cap = "(SELECT COUNT(*) FROM team_members WHERE user_id = ?2) < ?4";
+        let results = self
             .batch(vec![
                 self.stmt(
-                    "INSERT INTO teams (id, name, created_at) VALUES (?1, ?2, ?3)",
-                    &[text(&team.id), text(&team.name), now.clone()],
+                    &format!(
+                        "INSERT INTO teams (id, name, created_at) SELECT ?1, ?3, ?5 WHERE {under_cap}"
+                    ),
+                    &[text(&team.id), text(owner), text(&team.name), cap.clone(), now.clone()],
                 )?,
                 self.stmt(
-                    "INSERT INTO team_members (team_id, user_id, role, added_at) VALUES (?1, ?2, 'owner', ?3)",
-                    &[text(&team.id), text(owner), now],
+                    &format!(
+                        "INSERT INTO team_members (team_id, user_id, role, added_at) \
+                         SELECT ?1, ?2, 'owner', ?3 WHERE EXISTS (SELECT 1 FROM teams WHERE id = ?1) \
+                           AND {under_cap}"
+                    ),
+                    &[text(&team.id), text(owner), now, cap],
                 )?,
             ])
             .await?;
-        Ok(())
+        Ok(changed(&results, 0))
     }
 
     pub async fn teams_of(&self, user_id: &str) -> Result<Vec<TeamRecord>> {
@@ -202,6 +242,7 @@ impl Repo {
         role: Role,
         actor_id: &str,
         now: UnixMillis,
+        max_teams: u32,
     ) -> Result<Option<MemberRecord>> {
         let (actor, owners) = (actor_role("?5"), OWNER_COUNT);
         let row: Option<MemberRow> = self
@@ -210,6 +251,8 @@ impl Repo {
                     "INSERT INTO team_members (team_id, user_id, role, added_at) \
                      SELECT ?1, ?2, ?3, ?4 WHERE {actor} IN ('owner', 'admin') \
                         AND (?3 <> 'owner' OR {actor} = 'owner') \
+                        AND ((SELECT COUNT(*) FROM team_members WHERE user_id = ?2) < ?6 \
+                             OR EXISTS (SELECT 1 FROM team_members WHERE team_id = ?1 AND user_id = ?2)) \
                      ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role \
                      WHERE (team_members.role <> 'owner' OR {actor} = 'owner') \
                         AND (team_members.role <> 'owner' OR excluded.role = 'owner' OR {owners} > 1) \
@@ -221,10 +264,26 @@ impl Repo {
                     text(role.as_str()),
                     num(now),
                     text(actor_id),
+                    num(max_teams as i64),
                 ],
             )
             .await?;
         row.map(MemberRow::record).transpose()
+    }
+
+    /// How many teams the user belongs to.
+    pub async fn team_count(&self, user_id: &str) -> Result<u32> {
+        #[derive(Deserialize)]
+        struct Row {
+            n: f64,
+        }
+        let row: Option<Row> = self
+            .first(
+                "SELECT COUNT(*) AS n FROM team_members WHERE user_id = ?1",
+                &[text(user_id)],
+            )
+            .await?;
+        Ok(row.map_or(0, |r| r.n as u32))
     }
 
     /// Removes the member, under the same rules as `set_member`, checked in the statement.
@@ -264,7 +323,7 @@ impl Repo {
         key_hash: &str,
         created_by: &str,
     ) -> Result<()> {
-        self.stmt(
+        self.run(self.stmt(
             "INSERT INTO api_keys (id, team_id, name, kind, key_hash, key_preview, scopes, created_by, created_at, expires_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             &[
@@ -279,10 +338,8 @@ impl Repo {
                 num(record.created_at),
                 opt_num(record.expires_at),
             ],
-        )?
-        .run()
-        .await?;
-        Ok(())
+        )?)
+        .await
     }
 
     pub async fn api_keys(&self, team_id: &str) -> Result<Vec<ApiKeyRecord>> {
@@ -351,14 +408,22 @@ impl Repo {
 
     /// Records use, at most once per resolution window whatever the concurrency.
     pub async fn touch_api_key(&self, id: &str, now: UnixMillis, resolution_ms: i64) -> Result<()> {
-        self.stmt(
+        self.run(self.stmt(
             "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?3)",
             &[text(id), num(now), num(now - resolution_ms)],
-        )?
-        .run()
-        .await?;
-        Ok(())
+        )?)
+        .await
     }
+}
+
+/// Whether the `index`th statement of a batch changed any row.
+fn changed(results: &[worker::D1Result], index: usize) -> bool {
+    results
+        .get(index)
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .unwrap_or(0)
+        > 0
 }
 
 /// Team ?1's owner count, read inside a member statement.
