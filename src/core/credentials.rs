@@ -149,8 +149,10 @@ pub fn provider_for(slug: &str) -> Result<&'static Provider, ApiError> {
     providers::by_slug(slug).ok_or_else(|| ApiError::not_found("Unknown cloud provider"))
 }
 
-/// Evaluates `If-Match` against the current record (RFC 9110, strong comparison).
-/// Returns the version the write must still find, or 412.
+/// Evaluates `If-Match` against the current record (RFC 9110 §13.1.1, strong comparison).
+/// Returns the version the write must still find: `Some` for a list of ETags that names the
+/// current one, `None` without the header or for `*`, which matches any current
+/// representation. 412 when nothing matches, and for `*` when there is no credential.
 pub fn check_if_match(
     header: Option<&str>,
     current: Option<&CredentialRecord>,
@@ -165,16 +167,20 @@ pub fn check_if_match(
         )
     };
     let current = current.ok_or_else(stale)?;
+    if if_match_is_any(header) {
+        return Ok(None);
+    }
     let etag = current.etag();
-    let matches = header
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag == etag);
-    if matches {
+    if header.split(',').map(str::trim).any(|tag| tag == etag) {
         Ok(Some(current.version))
     } else {
         Err(stale())
     }
+}
+
+/// `If-Match: *`: any current representation will do.
+pub fn if_match_is_any(header: &str) -> bool {
+    header.split(',').map(str::trim).any(|tag| tag == "*")
 }
 
 #[cfg(test)]
@@ -276,7 +282,9 @@ mod tests {
         assert_eq!(check_if_match(None, Some(&r)), Ok(None));
         assert_eq!(check_if_match(Some("\"3\""), Some(&r)), Ok(Some(3)));
         assert_eq!(check_if_match(Some("\"1\", \"3\""), Some(&r)), Ok(Some(3)));
-        assert_eq!(check_if_match(Some("*"), Some(&r)), Ok(Some(3)));
+        // `*` matches whatever the current version is, so it pins none.
+        assert_eq!(check_if_match(Some("*"), Some(&r)), Ok(None));
+        assert!(if_match_is_any(" * ") && !if_match_is_any("\"3\""));
         assert_eq!(
             check_if_match(Some("W/\"3\""), Some(&r))
                 .unwrap_err()

@@ -241,6 +241,48 @@ fn patch_and_delete_honour_if_match() {
 }
 
 #[test]
+fn if_match_star_needs_a_current_credential_and_nothing_more() {
+    let w = worker();
+    let _log = w.on_failure();
+    let team = Team::new(w);
+    fn star<'w>(team: &Team, call: Call<'w>) -> Call<'w> {
+        team.call(call).header("If-Match", "*")
+    }
+    // No credential: nothing for `*` to match.
+    star(&team, Call::put(w, CREDENTIAL_PATH))
+        .json(&json!({"api_key": "comfyui-star-first"}))
+        .send()
+        .assert_error(412, "precondition_failed");
+    assert_eq!(team.row(w), Value::Null);
+    assert_eq!(
+        team.put(w, json!({"api_key": "comfyui-star-one"})).status,
+        200
+    );
+    // One exists, whatever its version: `*` matches it for PUT, PATCH and DELETE.
+    let replaced = star(&team, Call::put(w, CREDENTIAL_PATH))
+        .json(&json!({"api_key": "comfyui-star-two"}))
+        .send();
+    assert_eq!(replaced.status, 200, "{}", replaced.text);
+    let patched = star(&team, Call::patch(w, CREDENTIAL_PATH))
+        .json(&json!({"cloud_fallback": true}))
+        .send();
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(
+        star(&team, Call::delete(w, CREDENTIAL_PATH)).send().status,
+        200
+    );
+    // A revoked credential is still a current representation.
+    assert_eq!(
+        star(&team, Call::put(w, CREDENTIAL_PATH))
+            .json(&json!({"api_key": "comfyui-star-three"}))
+            .send()
+            .status,
+        200
+    );
+    assert_eq!(team.decrypted(w), "comfyui-star-three");
+}
+
+#[test]
 fn delete_revokes_destroys_the_ciphertext_and_keeps_the_row() {
     let w = worker();
     let _log = w.on_failure();

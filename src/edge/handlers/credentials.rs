@@ -5,8 +5,8 @@ use crate::core::{
     audit::AuditEvent,
     auth::bearer::INVALID_API_KEY,
     credentials::{
-        check_if_match, header_safe, preview, provider_for, CredentialRecord, PatchCredential,
-        PutCredential, Status, FALLBACK_NEEDS_ACTIVE_KEY,
+        check_if_match, header_safe, if_match_is_any, preview, provider_for, CredentialRecord,
+        PatchCredential, PutCredential, Status, FALLBACK_NEEDS_ACTIVE_KEY,
     },
     crypto::{credential_aad, KeyRing},
     error::{ApiError, ErrorKind},
@@ -312,6 +312,9 @@ pub async fn patch(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response,
     let body: PatchCredential = ctx.json_body().await?;
     let team_id = actor.team_id().unwrap_or_default();
     let if_match = ctx.header("If-Match");
+    // A list of ETags pins the version read; `*` (any current representation) and no header
+    // let a concurrent change be read again and retried.
+    let pinned = if_match.as_deref().is_some_and(|h| !if_match_is_any(h));
     let mut first_read = Some(first_read);
     for _ in 0..ATTEMPTS {
         let current = match first_read.take() {
@@ -343,10 +346,10 @@ pub async fn patch(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response,
                 return Err(refused);
             }
         }
-        match (written, &if_match) {
+        match (written, pinned) {
             (Some(record), _) => return Ok(respond(&record)),
-            (None, Some(_)) => return Err(stale()),
-            (None, None) => continue,
+            (None, true) => return Err(stale()),
+            (None, false) => continue,
         }
     }
     Err(ApiError::conflict(
@@ -361,6 +364,9 @@ pub async fn delete(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response
     actor.may_write_credentials()?;
     let team_id = actor.team_id().unwrap_or_default();
     let if_match = ctx.header("If-Match");
+    // A list of ETags pins the version read; `*` (any current representation) and no header
+    // let a concurrent change be read again and retried.
+    let pinned = if_match.as_deref().is_some_and(|h| !if_match_is_any(h));
     let mut first_read = Some(first_read);
     for _ in 0..ATTEMPTS {
         let current = match first_read.take() {
@@ -388,10 +394,10 @@ pub async fn delete(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response
                 return Err(refused);
             }
         }
-        match (written, &if_match) {
+        match (written, pinned) {
             (Some(record), _) => return Ok(respond(&record)),
-            (None, Some(_)) => return Err(stale()),
-            (None, None) => continue,
+            (None, true) => return Err(stale()),
+            (None, false) => continue,
         }
     }
     Err(ApiError::conflict(
