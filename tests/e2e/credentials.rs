@@ -595,10 +595,12 @@ fn twenty_concurrent_puts_leave_one_consistent_row() {
 
 /// The writer is checked again inside the write itself: a key revoked, or an admin
 /// demoted, while the PUT was waiting on the provider gets nothing through. The stub's
-/// `stub-slow-` keys hold the provider check for the whole 2 s verification timeout.
+/// `stub-slow-` keys hold the provider check for this worker's whole 6 s verification
+/// timeout, and the test checks that the revocation really landed inside that wait.
 #[test]
 fn a_writer_that_loses_its_right_mid_request_writes_nothing() {
-    let w = worker();
+    let w = spawn(Options::default().var("COMFY_CLOUD_VERIFY_TIMEOUT_MS", "6000"));
+    let w = &w;
     let _log = w.on_failure();
     let team = Team::new(w);
     let writer = new_key(
@@ -611,23 +613,44 @@ fn a_writer_that_loses_its_right_mid_request_writes_nothing() {
         writer["key"].as_str().unwrap().to_string(),
         writer["id"].as_str().unwrap().to_string(),
     );
-    let slow = format!("stub-slow-{}", unique_user("k").replace('-', "x"));
-    plaintexts::watch(&slow);
+    // Runs `put` on a thread and `meanwhile` 300 ms later; `meanwhile` must finish before
+    // the PUT answers, or the test proves nothing.
+    let race = |put: &(dyn Fn() -> Reply + Sync), meanwhile: &dyn Fn()| -> Reply {
+        std::thread::scope(|s| {
+            let started = std::time::Instant::now();
+            let handle = s.spawn(move || (put(), started.elapsed()));
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            meanwhile();
+            let changed_at = started.elapsed();
+            let (reply, answered_at) = handle.join().unwrap();
+            assert!(
+                changed_at < answered_at,
+                "the change ({changed_at:?}) landed after the PUT answered ({answered_at:?})"
+            );
+            reply
+        })
+    };
+    let slow = || {
+        let k = format!("stub-slow-{}", unique_user("k").replace('-', "x"));
+        plaintexts::watch(&k);
+        k
+    };
     let audit_before = team.audit_count(w);
-    let put = std::thread::scope(|s| {
-        let put = s.spawn(|| {
+    let first = slow();
+    let put = race(
+        &|| {
             Call::put(w, CREDENTIAL_PATH)
                 .bearer(&key)
-                .json(&json!({ "api_key": slow }))
+                .json(&json!({ "api_key": first }))
                 .send()
-        });
-        std::thread::sleep(std::time::Duration::from_millis(600));
-        let revoked = team
-            .call(Call::delete(w, &format!("/api/v1/api-keys/{key_id}")))
-            .send();
-        assert_eq!(revoked.status, 200);
-        put.join().unwrap()
-    });
+        },
+        &|| {
+            let revoked = team
+                .call(Call::delete(w, &format!("/api/v1/api-keys/{key_id}")))
+                .send();
+            assert_eq!(revoked.status, 200);
+        },
+    );
     put.assert_error(401, "unauthorized");
     assert_eq!(team.row(w), Value::Null, "nothing was stored");
     assert_eq!(team.audit_count(w), audit_before, "and nothing audited");
@@ -635,20 +658,17 @@ fn a_writer_that_loses_its_right_mid_request_writes_nothing() {
     // An admin demoted to member during a slow PUT: 403, nothing stored.
     let admin = unique_user("admin");
     add_member(w, &team.owner, &team.id, &admin, "admin");
-    let slow = format!("stub-slow-{}", unique_user("k").replace('-', "x"));
-    plaintexts::watch(&slow);
-    let put = std::thread::scope(|s| {
-        let put = s.spawn(|| {
+    let second = slow();
+    let put = race(
+        &|| {
             Call::put(w, CREDENTIAL_PATH)
                 .bearer(&token(&admin))
                 .header("X-Team-ID", &team.id)
-                .json(&json!({ "api_key": slow }))
+                .json(&json!({ "api_key": second }))
                 .send()
-        });
-        std::thread::sleep(std::time::Duration::from_millis(600));
-        add_member(w, &team.owner, &team.id, &admin, "member");
-        put.join().unwrap()
-    });
+        },
+        &|| add_member(w, &team.owner, &team.id, &admin, "member"),
+    );
     put.assert_error(403, "forbidden");
     assert_eq!(team.row(w), Value::Null);
 }
