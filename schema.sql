@@ -6,7 +6,7 @@ CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER NOT NULL
 );
 INSERT INTO schema_version (version)
-SELECT 2 WHERE NOT EXISTS (SELECT 1 FROM schema_version);
+SELECT 3 WHERE NOT EXISTS (SELECT 1 FROM schema_version);
 
 -- Timestamps are Unix milliseconds, bound as JS numbers (exact below 2^53).
 CREATE TABLE IF NOT EXISTS teams (
@@ -74,6 +74,10 @@ CREATE TABLE IF NOT EXISTS audit_events (
     action     TEXT NOT NULL,
     provider   TEXT,
     created_at INTEGER NOT NULL,
-    request_id TEXT NOT NULL
+    request_id TEXT NOT NULL,
+    -- What the event is about: a member's user id, a key's id, a team's id (0003).
+    subject    TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_events_by_team ON audit_events (team_id, id);
+CREATE INDEX IF NOT EXISTS audit_events_by_team_action ON audit_events (team_id, action, id);
+CREATE INDEX IF NOT EXISTS audit_events_by_created ON audit_events (created_at);

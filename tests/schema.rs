@@ -157,5 +157,10 @@ fn a_database_at_0001_upgrades_without_losing_a_row_or_a_key() {
         (revoked["status"].as_str(), revoked["ciphertext"].is_null()),
         (Some("revoked"), true)
     );
-    assert_eq!(dump["schema_version"][0]["version"], 2);
+    assert_eq!(dump["schema_version"][0]["version"], 3);
+    // Events from before 0003 have no subject; nothing else about them changed.
+    let events = dump["audit_events"].as_array().unwrap();
+    assert!(events
+        .iter()
+        .all(|e| e["subject"].is_null() && e["action"] == "credential.put"));
 }

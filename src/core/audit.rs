@@ -12,6 +12,8 @@ pub struct AuditEvent {
     pub actor_id: String,
     pub action: String,
     pub provider: Option<String>,
+    /// What the event is about: the member's user id, the key's id, the team's id.
+    pub subject: Option<String>,
     pub created_at: UnixMillis,
     pub request_id: String,
 }
@@ -24,6 +26,7 @@ pub struct AuditEventView<'a> {
     pub actor_id: &'a str,
     pub action: &'a str,
     pub provider: Option<&'a str>,
+    pub subject: Option<&'a str>,
     pub created_at: String,
     pub request_id: &'a str,
 }
@@ -37,6 +40,7 @@ impl AuditEvent {
             actor_id: &self.actor_id,
             action: &self.action,
             provider: self.provider.as_deref(),
+            subject: self.subject.as_deref(),
             created_at: rfc3339(self.created_at),
             request_id: &self.request_id,
         }
@@ -46,12 +50,35 @@ impl AuditEvent {
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 200;
 
-/// `?limit=&cursor=`: a page size and the id of the last event already seen. Event ids are
-/// UUIDv7, so "older than the cursor" is "id below the cursor".
-#[derive(Debug, PartialEq, Eq)]
+/// Every action the audit trail records, for the `action` filter.
+pub const ACTIONS: [&str; 15] = [
+    "credential.put",
+    "credential.patch",
+    "credential.delete",
+    "credential.reencrypt",
+    "credential.verification.verified",
+    "credential.verification.unverified",
+    "credential.verification.rejected",
+    "task.routed_to_cloud",
+    "task.no_compute",
+    "team.created",
+    "member.added",
+    "member.role_changed",
+    "member.removed",
+    "api_key.created",
+    "api_key.revoked",
+];
+
+/// `?limit=&cursor=&action=&since=&until=`: a page size, the id of the last event already
+/// seen, and optional filters. Event ids are UUIDv7, so "older than the cursor" is "id below
+/// the cursor". `since` is inclusive, `until` exclusive.
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct PageRequest {
     pub limit: usize,
     pub before: Option<String>,
+    pub action: Option<String>,
+    pub since: Option<UnixMillis>,
+    pub until: Option<UnixMillis>,
 }
 
 pub fn page_request<'a>(
@@ -59,7 +86,12 @@ pub fn page_request<'a>(
 ) -> Result<PageRequest, ApiError> {
     let mut page = PageRequest {
         limit: DEFAULT_PAGE,
-        before: None,
+        ..Default::default()
+    };
+    let time = |name: &str, value: &str| {
+        super::time::parse_rfc3339(value).ok_or_else(|| {
+            ApiError::invalid_request(format!("`{name}` must be an RFC 3339 timestamp"))
+        })
     };
     for (name, value) in query {
         match name.as_str() {
@@ -76,6 +108,14 @@ pub fn page_request<'a>(
                 })?;
                 page.before = Some(id.to_string());
             }
+            "action" => {
+                let known = ACTIONS.iter().find(|a| **a == value).ok_or_else(|| {
+                    ApiError::invalid_request("`action` is not an action the audit trail records")
+                })?;
+                page.action = Some(known.to_string());
+            }
+            "since" => page.since = Some(time("since", &value)?),
+            "until" => page.until = Some(time("until", &value)?),
             _ => return Err(ApiError::invalid_request("Unknown query parameter")),
         }
     }
@@ -96,18 +136,30 @@ mod tests {
             q(&[]).unwrap(),
             PageRequest {
                 limit: 50,
-                before: None
+                ..Default::default()
             }
         );
         assert_eq!(q(&[("limit", "2")]).unwrap().limit, 2);
         let id = "019abc12-4567-7890-abcd-ef1234567891";
         assert_eq!(q(&[("cursor", id)]).unwrap().before.as_deref(), Some(id));
+        let filtered = q(&[
+            ("action", "member.added"),
+            ("since", "2025-06-01T12:00:00Z"),
+            ("until", "2025-06-02T12:00:00Z"),
+        ])
+        .unwrap();
+        assert_eq!(filtered.action.as_deref(), Some("member.added"));
+        assert_eq!(filtered.since, Some(1_748_779_200_000));
+        assert_eq!(filtered.until, Some(1_748_865_600_000));
         for bad in [
             ("limit", "0"),
             ("limit", "201"),
             ("limit", "x"),
             ("cursor", "abc"),
             ("page", "2"),
+            ("action", "credential.steal"),
+            ("since", "yesterday"),
+            ("until", "2025-06-01"),
         ] {
             assert_eq!(q(&[bad]).unwrap_err().status(), 400, "{bad:?}");
         }

@@ -76,6 +76,9 @@ pub struct Config {
     pub agent_ttl_secs: u32,
     /// The most teams one user may belong to (`MAX_TEAMS_PER_USER`, default 100).
     pub max_teams_per_user: u32,
+    /// Audit events older than this many days are deleted by the cron
+    /// (`AUDIT_RETENTION_DAYS`, default 365).
+    pub audit_retention_days: u32,
 }
 
 pub(crate) fn number<T: std::str::FromStr + PartialOrd>(
@@ -192,6 +195,13 @@ impl Config {
             1..=1_000_000,
             "must be 1 to 1000000",
         )?;
+        let audit_retention_days = number(
+            &lookup,
+            "AUDIT_RETENTION_DAYS",
+            365,
+            1..=36_500,
+            "must be 1 to 36500 days",
+        )?;
         Ok(Config {
             environment,
             dev_secrets,
@@ -203,6 +213,7 @@ impl Config {
             upstream,
             agent_ttl_secs,
             max_teams_per_user,
+            audit_retention_days,
         })
     }
 

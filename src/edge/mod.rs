@@ -22,7 +22,24 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
     Ok(app::handle(req, env, ctx).await)
 }
 
-/// Cron: re-encrypts credentials still sealed under a key that is no longer active.
+/// Deletes audit events past `AUDIT_RETENTION_DAYS`, a bounded number per run.
+async fn prune_audit(
+    env: &Env,
+    config: &crate::core::config::Config,
+) -> std::result::Result<(), crate::core::error::ApiError> {
+    let before = app::now() - i64::from(config.audit_retention_days) * 86_400_000;
+    let deleted = repo::Repo::new(env)?
+        .prune_audit_events(before, 500, 10)
+        .await?;
+    worker::console_log!(
+        "{}",
+        serde_json::json!({"job": "audit_retention", "deleted": deleted, "retention_days": config.audit_retention_days})
+    );
+    Ok(())
+}
+
+/// Cron: re-encrypts credentials still sealed under a key that is no longer active, then
+/// deletes audit events past their retention.
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     let outcome = match app::config(&env) {
@@ -32,7 +49,10 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
                 "config",
                 refusal.to_string(),
             )),
-            None => rotation::run(&env, &config).await.map(|_| ()),
+            None => match rotation::run(&env, &config).await {
+                Ok(_) => prune_audit(&env, &config).await,
+                Err(e) => Err(e),
+            },
         },
         Err(e) => Err(crate::core::error::ApiError::unavailable(
             "config",

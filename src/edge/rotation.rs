@@ -72,6 +72,7 @@ pub async fn run(env: &Env, config: &Config) -> Result<RotationReport, ApiError>
                     actor_id: "key-rotation".into(),
                     action: "credential.reencrypt".into(),
                     provider: Some(row.provider.clone()),
+                    subject: None,
                     created_at: now,
                     request_id: "scheduled".into(),
                 },

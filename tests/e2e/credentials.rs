@@ -517,7 +517,12 @@ fn changes_are_audited_atomically_newest_first_with_cursors() {
         .collect();
     assert_eq!(
         actions,
-        ["credential.delete", "credential.patch", "credential.put"]
+        [
+            "credential.delete",
+            "credential.patch",
+            "credential.put",
+            "team.created"
+        ]
     );
     assert_eq!(all["next_cursor"], Value::Null);
     let ids = [&delete, &patch, &put].map(|r| r.header("x-request-id").unwrap().to_string());
@@ -529,14 +534,14 @@ fn changes_are_audited_atomically_newest_first_with_cursors() {
         assert_eq!(event["provider"], "comfy_cloud");
         assert!(event["created_at"].as_str().unwrap().ends_with('Z'));
     }
-    let first = page("?limit=2");
-    assert_eq!(first["audit_events"].as_array().unwrap().len(), 2);
+    let first = page("?limit=3");
+    assert_eq!(first["audit_events"].as_array().unwrap().len(), 3);
     let cursor = first["next_cursor"]
         .as_str()
         .expect("a cursor while events remain");
-    let second = page(&format!("?limit=2&cursor={cursor}"));
+    let second = page(&format!("?limit=3&cursor={cursor}"));
     assert_eq!(second["audit_events"].as_array().unwrap().len(), 1);
-    assert_eq!(second["audit_events"][0]["action"], "credential.put");
+    assert_eq!(second["audit_events"][0]["action"], "team.created");
     assert_eq!(second["next_cursor"], Value::Null);
     team.call(Call::get(w, "/api/v1/audit-events?limit=0"))
         .send()

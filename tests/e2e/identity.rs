@@ -691,3 +691,123 @@ fn failed_authentications_log_who_tried() {
     assert_eq!(line["principal_kind"], "user");
     assert_eq!(line["principal_id"], stranger.as_str());
 }
+
+#[test]
+fn team_member_and_key_changes_are_audited_with_their_subject() {
+    let w = worker();
+    let _log = w.on_failure();
+    let owner = unique_user("owner");
+    let team = new_team(w, &owner);
+    let as_owner = |call: Call| {
+        call.bearer(&token(&owner))
+            .header("X-Team-ID", &team)
+            .send()
+    };
+    let member = unique_user("member");
+    let set = |role: &str| {
+        as_owner(
+            Call::put(w, &format!("/api/v1/team/members/{member}")).json(&json!({ "role": role })),
+        )
+    };
+    let added = set("member");
+    assert_eq!(added.status, 200);
+    let changed = set("admin");
+    assert_eq!(changed.status, 200);
+    // A refused change writes nothing: an admin may not touch the owner.
+    let refused = Call::put(w, &format!("/api/v1/team/members/{owner}"))
+        .bearer(&token(&member))
+        .header("X-Team-ID", &team)
+        .json(&json!({"role": "member"}))
+        .send();
+    assert_eq!(refused.status, 403);
+    let removed = as_owner(Call::delete(w, &format!("/api/v1/team/members/{member}")));
+    assert_eq!(removed.status, 204);
+    let key =
+        as_owner(Call::post(w, "/api/v1/api-keys").json(&json!({"name": "k", "kind": "secret"})));
+    let key_id = key.json()["id"].as_str().unwrap().to_string();
+    let revoked = as_owner(Call::delete(w, &format!("/api/v1/api-keys/{key_id}")));
+    assert_eq!(revoked.status, 200);
+    assert_eq!(
+        as_owner(Call::delete(w, &format!("/api/v1/api-keys/{key_id}"))).status,
+        200,
+        "revoking again is harmless"
+    );
+
+    let events = as_owner(Call::get(w, "/api/v1/audit-events")).json()["audit_events"].clone();
+    let seen: Vec<(String, String, String)> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["subject"].as_str().unwrap_or("").to_string(),
+                e["request_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let id = |r: &Reply| r.header("x-request-id").unwrap().to_string();
+    assert_eq!(
+        seen,
+        [
+            ("api_key.revoked".into(), key_id.clone(), id(&revoked)),
+            ("api_key.created".into(), key_id.clone(), id(&key)),
+            ("member.removed".into(), member.clone(), id(&removed)),
+            ("member.role_changed".into(), member.clone(), id(&changed)),
+            ("member.added".into(), member.clone(), id(&added)),
+            (
+                "team.created".into(),
+                team.clone(),
+                seen.last().unwrap().2.clone()
+            ),
+        ],
+        "newest first, one event per change, none for a refusal or a repeat"
+    );
+    assert!(events
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["actor_id"] == owner.as_str()));
+
+    // Filters: by action, and by time.
+    let only = as_owner(Call::get(w, "/api/v1/audit-events?action=member.added")).json();
+    assert_eq!(only["audit_events"].as_array().unwrap().len(), 1);
+    let later = as_owner(Call::get(
+        w,
+        "/api/v1/audit-events?since=2999-01-01T00:00:00Z",
+    ))
+    .json();
+    assert!(later["audit_events"].as_array().unwrap().is_empty());
+    let earlier = as_owner(Call::get(
+        w,
+        "/api/v1/audit-events?until=2000-01-01T00:00:00Z",
+    ))
+    .json();
+    assert!(earlier["audit_events"].as_array().unwrap().is_empty());
+    as_owner(Call::get(w, "/api/v1/audit-events?action=nonsense"))
+        .assert_error(400, "invalid_request");
+}
+
+#[test]
+fn the_cron_deletes_audit_events_past_their_retention() {
+    let w = spawn(Options::default().var("AUDIT_RETENTION_DAYS", "30"));
+    let _log = w.on_failure();
+    let owner = unique_user("owner");
+    let team = new_team(&w, &owner);
+    let old = 1_000_000_000_000u64; // 2001
+    w.d1(&format!(
+        "INSERT INTO audit_events (id, team_id, actor_kind, actor_id, action, created_at, request_id) \
+         VALUES ('01000000-0000-7000-8000-000000000001', '{team}', 'user', 'x', 'member.added', {old}, 'r')"
+    ));
+    let count = || {
+        w.d1(&format!(
+            "SELECT COUNT(*) AS n FROM audit_events WHERE team_id = '{team}'"
+        ))[0]["n"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(count(), 2, "team.created and the old one");
+    w.run_cron();
+    assert!(w.log_eventually_contains("\"job\":\"audit_retention\""));
+    assert_eq!(count(), 1, "the old event is gone, the new one stays");
+}

@@ -26,8 +26,9 @@ pub async fn create(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         api_key::preview(&key),
         ctx.now,
     );
+    let event = super::audit_event(ctx, &actor, "api_key.created", None, Some(&record.id));
     ctx.repo
-        .insert_api_key(&record, &api_key::hash_key(&key), actor.id())
+        .insert_api_key(&record, &api_key::hash_key(&key), actor.id(), &event)
         .await?;
     // The only time the key is ever shown.
     Ok(http::json(201, &record.view(Some(&key))))
@@ -52,9 +53,10 @@ pub async fn revoke(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response
     let id = parse_uuid(&matched.param()?)
         .ok_or_else(not_found)?
         .to_string();
+    let event = super::audit_event(ctx, &actor, "api_key.revoked", None, Some(&id));
     let record: ApiKeyRecord = ctx
         .repo
-        .revoke_api_key(actor.team_id().unwrap_or_default(), &id, ctx.now)
+        .revoke_api_key(actor.team_id().unwrap_or_default(), &id, ctx.now, &event)
         .await?
         .ok_or_else(not_found)?;
     Ok(http::json(200, &record.view(None)))

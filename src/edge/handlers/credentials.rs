@@ -44,16 +44,7 @@ fn key_ring<'c>(ctx: &'c Ctx<'_>) -> Result<&'c KeyRing, ApiError> {
 }
 
 pub fn audit(ctx: &Ctx<'_>, actor: &Actor, action: &str, provider: &Provider) -> AuditEvent {
-    AuditEvent {
-        id: new_id(ctx.now).to_string(),
-        team_id: actor.team_id().unwrap_or_default().to_string(),
-        actor_kind: actor.kind().to_string(),
-        actor_id: actor.id().to_string(),
-        action: action.to_string(),
-        provider: Some(provider.name.to_string()),
-        created_at: ctx.now,
-        request_id: ctx.log.request_id.clone(),
-    }
+    super::audit_event(ctx, actor, action, Some(provider), None)
 }
 
 fn stale() -> ApiError {

@@ -33,9 +33,14 @@ pub async fn create_team(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         role: Role::Owner,
         created_at: ctx.now,
     };
+    let creator = Actor::User {
+        user_id: owner.clone(),
+        team: Some((team.id.clone(), Role::Owner)),
+    };
+    let event = super::audit_event(ctx, &creator, "team.created", None, Some(&team.id));
     if !ctx
         .repo
-        .create_team(&team, &owner, ctx.config.max_teams_per_user)
+        .create_team(&team, &owner, ctx.config.max_teams_per_user, &event)
         .await?
     {
         return Err(teams_cap_reached(ctx.config.max_teams_per_user));
@@ -73,6 +78,8 @@ pub async fn set_member(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Resp
     let user_id = matched.param()?;
     validate_user_id(&user_id)?;
     let new_role = ctx.json_body::<SetMemberRole>().await?.role()?;
+    // The action (member.added or member.role_changed) is decided in the write's batch.
+    let event = super::audit_event(ctx, &actor, "member", None, Some(&user_id));
 
     match ctx
         .repo
@@ -83,6 +90,7 @@ pub async fn set_member(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Resp
             actor.id(),
             ctx.now,
             ctx.config.max_teams_per_user,
+            &event,
         )
         .await?
     {
@@ -97,9 +105,10 @@ pub async fn remove_member(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<R
     let team_id = actor.team_id().unwrap_or_default();
     let user_id = matched.param()?;
 
+    let event = super::audit_event(ctx, &actor, "member.removed", None, Some(&user_id));
     if ctx
         .repo
-        .remove_member(team_id, &user_id, actor.id())
+        .remove_member(team_id, &user_id, actor.id(), &event)
         .await?
     {
         Ok(http::empty(204))

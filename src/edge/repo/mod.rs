@@ -14,6 +14,7 @@ use worker::{D1Database, D1PreparedStatement, Env};
 use crate::core::{
     access::Role,
     api_keys::{scopes_from_text, scopes_to_text, ApiKeyRecord},
+    audit::AuditEvent,
     auth::api_key::KeyKind,
     error::ApiError,
     presence::DeviceKey,
@@ -137,13 +138,15 @@ impl Repo {
 
     // ---- teams and members -------------------------------------------------------------
 
-    /// The team and its first owner, in one batch: both or neither, and neither when the
-    /// owner already belongs to `max_teams` teams. `false` when the cap refused.
+    /// The team, its first owner and the `team.created` event, in one batch: all or
+    /// nothing, and nothing when the owner already belongs to `max_teams` teams. `false`
+    /// when the cap refused.
     pub async fn create_team(
         &self,
         team: &TeamRecord,
         owner: &str,
         max_teams: u32,
+        audit: &AuditEvent,
     ) -> Result<bool> {
         let now = num(team.created_at);
         let cap = num(max_teams as i64);
@@ -164,6 +167,7 @@ impl Repo {
                     ),
                     &[text(&team.id), text(owner), now, cap],
                 )?,
+                self.audit_insert(audit, "changes() > 0", None, None)?,
             ])
             .await?;
         Ok(changed(&results, 0))
@@ -235,6 +239,7 @@ impl Repo {
     /// `owner` or changes an owner, and an owner is demoted only while another remains.
     /// Decided inside the one statement, so no concurrent change slips between a check and
     /// the write. `None` means a rule refused.
+    #[allow(clippy::too_many_arguments)]
     pub async fn set_member(
         &self,
         team_id: &str,
@@ -243,32 +248,52 @@ impl Repo {
         actor_id: &str,
         now: UnixMillis,
         max_teams: u32,
+        audit: &AuditEvent,
     ) -> Result<Option<MemberRecord>> {
         let (actor, owners) = (actor_role("?5"), OWNER_COUNT);
-        let row: Option<MemberRow> = self
-            .first(
-                &format!(
-                    "INSERT INTO team_members (team_id, user_id, role, added_at) \
-                     SELECT ?1, ?2, ?3, ?4 WHERE {actor} IN ('owner', 'admin') \
-                        AND (?3 <> 'owner' OR {actor} = 'owner') \
-                        AND ((SELECT COUNT(*) FROM team_members WHERE user_id = ?2) < ?6 \
-                             OR EXISTS (SELECT 1 FROM team_members WHERE team_id = ?1 AND user_id = ?2)) \
-                     ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role \
-                     WHERE (team_members.role <> 'owner' OR {actor} = 'owner') \
-                        AND (team_members.role <> 'owner' OR excluded.role = 'owner' OR {owners} > 1) \
-                     RETURNING user_id, role, added_at"
-                ),
-                &[
-                    text(team_id),
-                    text(user_id),
-                    text(role.as_str()),
-                    num(now),
-                    text(actor_id),
-                    num(max_teams as i64),
-                ],
-            )
-            .await?;
-        row.map(MemberRow::record).transpose()
+        let change = self.stmt(
+            &format!(
+                "INSERT INTO team_members (team_id, user_id, role, added_at) \
+                 SELECT ?1, ?2, ?3, ?4 WHERE {actor} IN ('owner', 'admin') \
+                    AND (?3 <> 'owner' OR {actor} = 'owner') \
+                    AND ((SELECT COUNT(*) FROM team_members WHERE user_id = ?2) < ?6 \
+                         OR EXISTS (SELECT 1 FROM team_members WHERE team_id = ?1 AND user_id = ?2)) \
+                 ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role \
+                 WHERE (team_members.role <> 'owner' OR {actor} = 'owner') \
+                    AND (team_members.role <> 'owner' OR excluded.role = 'owner' OR {owners} > 1) \
+                 RETURNING user_id, role, added_at"
+            ),
+            &[
+                text(team_id),
+                text(user_id),
+                text(role.as_str()),
+                num(now),
+                text(actor_id),
+                num(max_teams as i64),
+            ],
+        )?;
+        // Written only if the statement above changed a row; a row whose `added_at` is this
+        // request's time was added by it, any other had its role set.
+        let event = self.stmt(
+            "INSERT INTO audit_events (id, team_id, actor_kind, actor_id, action, created_at, request_id, subject) \
+             SELECT ?1, ?2, ?3, ?4, \
+               CASE WHEN (SELECT added_at FROM team_members WHERE team_id = ?2 AND user_id = ?7) = ?5 \
+                 THEN 'member.added' ELSE 'member.role_changed' END, \
+               ?5, ?6, ?7 WHERE changes() > 0",
+            &[
+                text(&audit.id),
+                text(&audit.team_id),
+                text(&audit.actor_kind),
+                text(&audit.actor_id),
+                num(audit.created_at),
+                text(&audit.request_id),
+                text(user_id),
+            ],
+        )?;
+        let results = self.batch(vec![change, event]).await?;
+        first_row::<MemberRow>(&results, 0)?
+            .map(MemberRow::record)
+            .transpose()
     }
 
     /// How many teams the user belongs to.
@@ -293,53 +318,57 @@ impl Repo {
         team_id: &str,
         user_id: &str,
         actor_id: &str,
+        audit: &AuditEvent,
     ) -> Result<bool> {
-        #[derive(Deserialize)]
-        struct Row {
-            #[allow(dead_code)]
-            user_id: String,
-        }
         let (actor, owners) = (actor_role("?3"), OWNER_COUNT);
-        let row: Option<Row> = self
-            .first(
-                &format!(
-                    "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2 \
-                     AND {actor} IN ('owner', 'admin') \
-                     AND (role <> 'owner' OR {actor} = 'owner') \
-                     AND (role <> 'owner' OR {owners} > 1) \
-                     RETURNING user_id"
-                ),
-                &[text(team_id), text(user_id), text(actor_id)],
-            )
+        let results = self
+            .batch(vec![
+                self.stmt(
+                    &format!(
+                        "DELETE FROM team_members WHERE team_id = ?1 AND user_id = ?2 \
+                         AND {actor} IN ('owner', 'admin') \
+                         AND (role <> 'owner' OR {actor} = 'owner') \
+                         AND (role <> 'owner' OR {owners} > 1)"
+                    ),
+                    &[text(team_id), text(user_id), text(actor_id)],
+                )?,
+                self.audit_insert(audit, "changes() > 0", None, None)?,
+            ])
             .await?;
-        Ok(row.is_some())
+        Ok(changed(&results, 0))
     }
 
     // ---- API keys ----------------------------------------------------------------------
 
+    /// The key and its `api_key.created` event, in one batch.
     pub async fn insert_api_key(
         &self,
         record: &ApiKeyRecord,
         key_hash: &str,
         created_by: &str,
+        audit: &AuditEvent,
     ) -> Result<()> {
-        self.run(self.stmt(
-            "INSERT INTO api_keys (id, team_id, name, kind, key_hash, key_preview, scopes, created_by, created_at, expires_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-            &[
-                text(&record.id),
-                text(&record.team_id),
-                text(&record.name),
-                text(record.kind.as_str()),
-                text(key_hash),
-                text(&record.key_preview),
-                text(&scopes_to_text(&record.scopes)),
-                text(created_by),
-                num(record.created_at),
-                opt_num(record.expires_at),
-            ],
-        )?)
-        .await
+        self.batch(vec![
+            self.stmt(
+                "INSERT INTO api_keys (id, team_id, name, kind, key_hash, key_preview, scopes, created_by, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                &[
+                    text(&record.id),
+                    text(&record.team_id),
+                    text(&record.name),
+                    text(record.kind.as_str()),
+                    text(key_hash),
+                    text(&record.key_preview),
+                    text(&scopes_to_text(&record.scopes)),
+                    text(created_by),
+                    num(record.created_at),
+                    opt_num(record.expires_at),
+                ],
+            )?,
+            self.audit_insert(audit, "changes() > 0", None, None)?,
+        ])
+        .await?;
+        Ok(())
     }
 
     pub async fn api_keys(&self, team_id: &str) -> Result<Vec<ApiKeyRecord>> {
@@ -387,23 +416,35 @@ impl Repo {
         row.map(ApiKeyRow::record).transpose()
     }
 
-    /// Revokes a key of this team; revoking again keeps the first revocation time.
+    /// Revokes a key of this team; revoking again keeps the first revocation time and writes
+    /// no second `api_key.revoked` event.
     pub async fn revoke_api_key(
         &self,
         team_id: &str,
         id: &str,
         now: UnixMillis,
+        audit: &AuditEvent,
     ) -> Result<Option<ApiKeyRecord>> {
-        let row: Option<ApiKeyRow> = self
-            .first(
-                &format!(
-                    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE team_id = ?1 AND id = ?2 \
-                     RETURNING {API_KEY_COLUMNS}"
-                ),
-                &[text(team_id), text(id), num(now)],
-            )
+        let results = self
+            .batch(vec![
+                self.stmt(
+                    &format!(
+                        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?3) WHERE team_id = ?1 AND id = ?2 \
+                         RETURNING {API_KEY_COLUMNS}"
+                    ),
+                    &[text(team_id), text(id), num(now)],
+                )?,
+                self.audit_insert(
+                    audit,
+                    "EXISTS (SELECT 1 FROM api_keys WHERE id = ?10 AND revoked_at = ?7)",
+                    None,
+                    None,
+                )?,
+            ])
             .await?;
-        row.map(ApiKeyRow::record).transpose()
+        first_row::<ApiKeyRow>(&results, 0)?
+            .map(ApiKeyRow::record)
+            .transpose()
     }
 
     /// Records use, at most once per resolution window whatever the concurrency.
@@ -413,6 +454,17 @@ impl Repo {
             &[text(id), num(now), num(now - resolution_ms)],
         )?)
         .await
+    }
+}
+
+/// The first row of the `index`th result of a batch.
+fn first_row<T: for<'de> Deserialize<'de>>(
+    results: &[worker::D1Result],
+    index: usize,
+) -> Result<Option<T>> {
+    match results.get(index) {
+        Some(result) => Ok(result.results::<T>()?.into_iter().next()),
+        None => Ok(None),
     }
 }
 

@@ -53,9 +53,11 @@ impl Team {
         .unwrap_or(Value::Null)
     }
 
+    /// The audit events about the team's credential (those naming a provider): team,
+    /// member and key events are left out.
     pub fn audit_count(&self, w: &Worker) -> u64 {
         w.d1(&format!(
-            "SELECT COUNT(*) AS n FROM audit_events WHERE team_id = '{}'",
+            "SELECT COUNT(*) AS n FROM audit_events WHERE team_id = '{}' AND provider IS NOT NULL",
             self.id
         ))[0]["n"]
             .as_u64()
