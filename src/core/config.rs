@@ -76,9 +76,19 @@ pub struct Config {
     pub agent_ttl_secs: u32,
     /// The most teams one user may belong to (`MAX_TEAMS_PER_USER`, default 100).
     pub max_teams_per_user: u32,
+    /// Bounded growth: members per team, usable API keys per team.
+    pub caps: Caps,
     /// Audit events older than this many days are deleted by the cron
     /// (`AUDIT_RETENTION_DAYS`, default 365).
     pub audit_retention_days: u32,
+}
+
+/// The caps on growth (OWASP API4), from config vars; a refusal names the var.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    pub teams_per_user: u32,
+    pub members_per_team: u32,
+    pub active_keys_per_team: u32,
 }
 
 pub(crate) fn number<T: std::str::FromStr + PartialOrd>(
@@ -195,6 +205,23 @@ impl Config {
             1..=1_000_000,
             "must be 1 to 1000000",
         )?;
+        let caps = Caps {
+            teams_per_user: max_teams_per_user,
+            members_per_team: number(
+                &lookup,
+                "MAX_MEMBERS_PER_TEAM",
+                5_000,
+                1..=1_000_000,
+                "must be 1 to 1000000",
+            )?,
+            active_keys_per_team: number(
+                &lookup,
+                "MAX_ACTIVE_KEYS_PER_TEAM",
+                1_000,
+                1..=1_000_000,
+                "must be 1 to 1000000",
+            )?,
+        };
         let audit_retention_days = number(
             &lookup,
             "AUDIT_RETENTION_DAYS",
@@ -213,6 +240,7 @@ impl Config {
             upstream,
             agent_ttl_secs,
             max_teams_per_user,
+            caps,
             audit_retention_days,
         })
     }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod ids;
 pub mod ipgate;
 pub mod log;
+pub mod pages;
 pub mod presence;
 pub mod providers;
 pub mod proxy;

@@ -11,6 +11,11 @@ pub fn teams_cap_reached(cap: u32) -> ApiError {
     ))
 }
 
+/// The 409 of a refused change that hit a cap: which one, and its config var.
+pub fn cap_reached(what: &str, cap: u32, var: &str) -> ApiError {
+    ApiError::conflict(format!("A team can have at most {cap} {what} ({var})"))
+}
+
 /// A display name: 1 to `max` characters, not blank, no control characters.
 pub fn validate_text(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     let len = value.chars().count();

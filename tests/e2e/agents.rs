@@ -35,7 +35,9 @@ fn beat(w: &Worker, dk: &str, version: Option<&str>) -> Reply {
 }
 
 fn agents(w: &Worker, team: &Team) -> Vec<Value> {
-    let r = team.call(Call::get(w, AGENTS)).send();
+    let r = team
+        .call(Call::get(w, &format!("{AGENTS}?limit=200")))
+        .send();
     assert_eq!(r.status, 200, "{}", r.text);
     r.json()["agents"].as_array().unwrap().clone()
 }

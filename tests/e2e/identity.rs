@@ -100,7 +100,7 @@ fn teams_are_created_and_listed_per_caller() {
         .bearer(&token(&bob))
         .send()
         .json();
-    assert_eq!(none, json!({"teams": []}));
+    assert_eq!(none, json!({"teams": [], "next_cursor": null}));
 }
 
 #[test]
@@ -810,4 +810,150 @@ fn the_cron_deletes_audit_events_past_their_retention() {
     w.run_cron();
     assert!(w.log_eventually_contains("\"job\":\"audit_retention\""));
     assert_eq!(count(), 1, "the old event is gone, the new one stays");
+}
+
+#[test]
+fn four_hundred_fifty_keys_are_listed_page_by_page_each_exactly_once() {
+    let w = worker();
+    let _log = w.on_failure();
+    let owner = unique_user("owner");
+    let team = new_team(w, &owner);
+    let call = |c: Call| c.bearer(&token(&owner)).header("X-Team-ID", &team).send();
+    let ids: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|t| {
+                let call = &call;
+                s.spawn(move || {
+                    (0..75)
+                        .map(|i| {
+                            let r = call(
+                                Call::post(w, "/api/v1/api-keys")
+                                    .json(&json!({"name": format!("k{t}-{i}"), "kind": "device"})),
+                            );
+                            assert_eq!(r.status, 201, "{}", r.text);
+                            r.json()["id"].as_str().unwrap().to_string()
+                        })
+                        .collect::<Vec<String>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(ids.len(), 450);
+
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/api-keys?limit=100&cursor={c}"),
+            None => "/api/v1/api-keys?limit=100".to_string(),
+        };
+        let page = call(Call::get(w, &path));
+        assert_eq!(page.status, 200, "{}", page.text);
+        let body = page.json();
+        seen.extend(
+            body["api_keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["id"].as_str().unwrap().to_string()),
+        );
+        pages += 1;
+        // Between pages the team changes: a key is created and one of the listed is revoked.
+        let created = call(
+            Call::post(w, "/api/v1/api-keys").json(&json!({"name": "between", "kind": "device"})),
+        );
+        assert_eq!(created.status, 201);
+        let victim = &ids[pages * 7];
+        assert_eq!(
+            call(Call::delete(w, &format!("/api/v1/api-keys/{victim}"))).status,
+            200
+        );
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 5, "450 keys in pages of 100");
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "no key was listed twice");
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(
+        unique, expected,
+        "every key of the 450 was listed once, the ones created meanwhile not at all"
+    );
+    call(Call::get(w, "/api/v1/api-keys?cursor=not-a-cursor")).assert_error(400, "invalid_request");
+    call(Call::get(w, "/api/v1/api-keys?limit=201")).assert_error(400, "invalid_request");
+}
+
+#[test]
+fn members_and_active_keys_per_team_are_capped() {
+    let w = spawn(
+        Options::default()
+            .var("MAX_MEMBERS_PER_TEAM", "2")
+            .var("MAX_ACTIVE_KEYS_PER_TEAM", "2"),
+    );
+    let _log = w.on_failure();
+    let owner = unique_user("owner");
+    let team = new_team(&w, &owner);
+    let call = |c: Call| c.bearer(&token(&owner)).header("X-Team-ID", &team).send();
+    let key = |name: &str| {
+        call(Call::post(&w, "/api/v1/api-keys").json(&json!({"name": name, "kind": "secret"})))
+    };
+    let first = key("a");
+    assert_eq!(first.status, 201);
+    assert_eq!(key("b").status, 201);
+    let third = key("c");
+    third.assert_error(409, "conflict");
+    assert!(
+        third.message().contains("MAX_ACTIVE_KEYS_PER_TEAM"),
+        "{}",
+        third.message()
+    );
+    // A revoked key no longer counts.
+    let id = first.json()["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        call(Call::delete(&w, &format!("/api/v1/api-keys/{id}"))).status,
+        200
+    );
+    assert_eq!(key("d").status, 201);
+
+    add_member(&w, &owner, &team, &unique_user("second"), "member");
+    let third = call(
+        Call::put(
+            &w,
+            &format!("/api/v1/team/members/{}", unique_user("third")),
+        )
+        .json(&json!({"role": "member"})),
+    );
+    third.assert_error(409, "conflict");
+    assert!(
+        third.message().contains("MAX_MEMBERS_PER_TEAM"),
+        "{}",
+        third.message()
+    );
+    // Members and their pages: two, in one page of one and a second page.
+    let page = call(Call::get(&w, "/api/v1/team/members?limit=1")).json();
+    let next = page["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_string();
+    let second = call(Call::get(
+        &w,
+        &format!("/api/v1/team/members?limit=1&cursor={next}"),
+    ))
+    .json();
+    assert_eq!(second["members"].as_array().unwrap().len(), 1);
+    assert_eq!(second["next_cursor"], serde_json::Value::Null);
+    assert_ne!(
+        page["members"][0]["user_id"],
+        second["members"][0]["user_id"]
+    );
 }

@@ -32,6 +32,11 @@ include-operation-id = "routeTask"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "429", "503"]
 checks.not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]
 
+# A cursor is opaque: only one the API issued is accepted, which no schema can say (400).
+[[operations]]
+include-operation-id = ["listTeams", "listMembers", "listApiKeys", "listCredentials", "listAgents"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "429"]
+
 # Re-checking needs a stored, active key: without one it is 404 or 409.
 [[operations]]
 include-operation-id = "verifyCredential"

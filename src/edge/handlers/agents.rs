@@ -9,6 +9,7 @@ use super::credentials::audit;
 use crate::core::{
     access::Actor,
     error::{ApiError, ErrorKind},
+    pages::{page_of, uuid_cursor},
     presence::{self, DeviceKey, Heartbeat, RouteRequest, Seen},
     providers,
 };
@@ -68,9 +69,10 @@ pub async fn heartbeat(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
 async fn devices_and_presence(
     ctx: &Ctx<'_>,
     team_id: &str,
+    page: Option<(Option<&str>, usize)>,
 ) -> Result<(Vec<DeviceKey>, Vec<Seen>), ApiError> {
     let (devices, seen) = join(
-        ctx.repo.device_keys(team_id, ctx.now),
+        ctx.repo.device_keys(team_id, ctx.now, page),
         presence_object::read(ctx.env, team_id, ctx.now, fail_presence(ctx)),
     )
     .await;
@@ -81,9 +83,20 @@ async fn devices_and_presence(
 pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     let actor = authenticate(ctx, TeamScope::Scoped).await?;
     actor.may_list_agents()?;
-    let (devices, seen) = devices_and_presence(ctx, actor.team_id().unwrap_or_default()).await?;
+    let page = super::page(ctx)?;
+    let after = uuid_cursor(&page)?;
+    let (devices, seen) = devices_and_presence(
+        ctx,
+        actor.team_id().unwrap_or_default(),
+        Some((after.as_deref(), page.limit + 1)),
+    )
+    .await?;
+    let (devices, next_cursor) = page_of(devices, page.limit, |d| d.id.clone());
     let agents = presence::agents(&devices, &seen, ctx.now, ctx.config.agent_ttl_secs);
-    Ok(http::json(200, &serde_json::json!({ "agents": agents })))
+    Ok(http::json(
+        200,
+        &serde_json::json!({ "agents": agents, "next_cursor": next_cursor }),
+    ))
 }
 
 /// `POST /api/v1/tasks/route`: a local agent, else ComfyUI Cloud when fallback allows it,
@@ -95,7 +108,7 @@ pub async fn route(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     let request: RouteRequest = ctx.optional_json_body().await?;
     request.validate()?;
     let team_id = actor.team_id().unwrap_or_default();
-    let (devices, seen) = devices_and_presence(ctx, team_id).await?;
+    let (devices, seen) = devices_and_presence(ctx, team_id, None).await?;
     let online = presence::online(&devices, &seen, ctx.now, ctx.config.agent_ttl_secs);
     let decision = presence::decide(&online, credential.as_ref());
     let action = match &decision {

@@ -6,7 +6,9 @@ use crate::core::{
     auth::api_key,
     error::ApiError,
     ids::{new_id, parse_uuid},
+    pages::{page_of, uuid_cursor},
     routes::Matched,
+    teams::cap_reached,
 };
 use crate::edge::{
     app::Ctx,
@@ -27,9 +29,18 @@ pub async fn create(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         ctx.now,
     );
     let event = super::audit_event(ctx, &actor, "api_key.created", None, Some(&record.id));
-    ctx.repo
-        .insert_api_key(&record, &api_key::hash_key(&key), actor.id(), &event)
-        .await?;
+    let cap = ctx.config.caps.active_keys_per_team;
+    if !ctx
+        .repo
+        .insert_api_key(&record, &api_key::hash_key(&key), actor.id(), cap, &event)
+        .await?
+    {
+        return Err(cap_reached(
+            "active API keys",
+            cap,
+            "MAX_ACTIVE_KEYS_PER_TEAM",
+        ));
+    }
     // The only time the key is ever shown.
     Ok(http::json(201, &record.view(Some(&key))))
 }
@@ -37,12 +48,22 @@ pub async fn create(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     let actor = authenticate(ctx, TeamScope::Scoped).await?;
     actor.may_manage(KEYS_CANNOT_MANAGE)?;
+    let page = super::page(ctx)?;
+    let after = uuid_cursor(&page)?;
     let keys = ctx
         .repo
-        .api_keys(actor.team_id().unwrap_or_default())
+        .api_keys(
+            actor.team_id().unwrap_or_default(),
+            after.as_deref(),
+            page.limit + 1,
+        )
         .await?;
+    let (keys, next_cursor) = page_of(keys, page.limit, |k| k.id.clone());
     let views: Vec<_> = keys.iter().map(|k| k.view(None)).collect();
-    Ok(http::json(200, &serde_json::json!({ "api_keys": views })))
+    Ok(http::json(
+        200,
+        &serde_json::json!({ "api_keys": views, "next_cursor": next_cursor }),
+    ))
 }
 
 /// Revocation is immediate: authentication reads the key's row on every request.

@@ -285,14 +285,26 @@ pub async fn get(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, A
 pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     let actor = authenticate(ctx, TeamScope::Scoped).await?;
     actor.may_read_credentials()?;
+    let page = super::page(ctx)?;
+    let after = page
+        .cursor
+        .as_deref()
+        .map(|c| {
+            crate::core::providers::by_name(c)
+                .map(|p| p.name)
+                .ok_or_else(|| ApiError::invalid_request("`cursor` is not a cursor from this API"))
+        })
+        .transpose()?;
     let records = ctx
         .repo
-        .credentials(actor.team_id().unwrap_or_default())
+        .credentials(actor.team_id().unwrap_or_default(), after, page.limit + 1)
         .await?;
+    let (records, next_cursor) =
+        crate::core::pages::page_of(records, page.limit, |r| r.provider.name.to_string());
     let views: Vec<_> = records.iter().map(CredentialRecord::view).collect();
     Ok(http::json(
         200,
-        &serde_json::json!({ "cloud_providers": views }),
+        &serde_json::json!({ "cloud_providers": views, "next_cursor": next_cursor }),
     ))
 }
 

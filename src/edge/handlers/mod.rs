@@ -9,7 +9,20 @@ pub mod health;
 pub mod openapi;
 pub mod teams;
 
-use crate::core::{access::Actor, audit::AuditEvent, ids::new_id, providers::Provider};
+use crate::core::{
+    access::Actor,
+    audit::AuditEvent,
+    error::ApiError,
+    ids::new_id,
+    pages::{list_page, ListPage},
+    providers::Provider,
+    routes::query_pairs,
+};
+
+/// The `?limit=&cursor=` of a list request.
+pub fn page(ctx: &Ctx<'_>) -> Result<ListPage, ApiError> {
+    list_page(query_pairs(&ctx.req.inner().url()).into_iter())
+}
 use crate::edge::app::Ctx;
 
 /// An audit event by this request's caller, to be written in the same D1 batch as the

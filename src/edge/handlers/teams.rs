@@ -7,8 +7,11 @@ use crate::core::{
     },
     error::ApiError,
     ids::new_id,
+    pages::{encode_member_cursor, member_cursor, page_of, uuid_cursor},
     routes::Matched,
-    teams::{teams_cap_reached, validate_user_id, CreateTeam, SetMemberRole, TeamRecord},
+    teams::{
+        cap_reached, teams_cap_reached, validate_user_id, CreateTeam, SetMemberRole, TeamRecord,
+    },
 };
 use crate::edge::{
     app::Ctx,
@@ -51,9 +54,18 @@ pub async fn create_team(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
 
 pub async fn list_teams(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     let user = user_id(ctx).await?;
-    let teams = ctx.repo.teams_of(&user).await?;
+    let page = super::page(ctx)?;
+    let after = uuid_cursor(&page)?;
+    let teams = ctx
+        .repo
+        .teams_of(&user, after.as_deref(), page.limit + 1)
+        .await?;
+    let (teams, next_cursor) = page_of(teams, page.limit, |t| t.id.clone());
     let views: Vec<_> = teams.iter().map(TeamRecord::view).collect();
-    Ok(http::json(200, &serde_json::json!({ "teams": views })))
+    Ok(http::json(
+        200,
+        &serde_json::json!({ "teams": views, "next_cursor": next_cursor }),
+    ))
 }
 
 /// Members are read by any member, and only with a JWT.
@@ -63,9 +75,24 @@ pub async fn list_members(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         return Err(ApiError::forbidden(KEYS_CANNOT_MANAGE));
     }
     let team_id = actor.team_id().unwrap_or_default();
-    let members = ctx.repo.members(team_id).await?;
+    let page = super::page(ctx)?;
+    let after = member_cursor(&page)?;
+    let members = ctx
+        .repo
+        .members(
+            team_id,
+            after.as_ref().map(|(at, user)| (*at, user.as_str())),
+            page.limit + 1,
+        )
+        .await?;
+    let (members, next_cursor) = page_of(members, page.limit, |m| {
+        encode_member_cursor(m.added_at, &m.user_id)
+    });
     let views: Vec<_> = members.iter().map(|m| m.view()).collect();
-    Ok(http::json(200, &serde_json::json!({ "members": views })))
+    Ok(http::json(
+        200,
+        &serde_json::json!({ "members": views, "next_cursor": next_cursor }),
+    ))
 }
 
 /// Adds a member or changes their role. D1 decides in the one statement, with the caller's
@@ -89,7 +116,7 @@ pub async fn set_member(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Resp
             new_role,
             actor.id(),
             ctx.now,
-            ctx.config.max_teams_per_user,
+            &ctx.config.caps,
             &event,
         )
         .await?
@@ -135,9 +162,18 @@ async fn refusal(
         if current.is_none() && new_role.is_none() {
             return Ok(ApiError::not_found("No such member in this team"));
         }
-        let cap = ctx.config.max_teams_per_user;
-        if current.is_none() && ctx.repo.team_count(user_id).await? >= cap {
-            return Ok(teams_cap_reached(cap));
+        let caps = ctx.config.caps;
+        if current.is_none() && ctx.repo.team_count(user_id).await? >= caps.teams_per_user {
+            return Ok(teams_cap_reached(caps.teams_per_user));
+        }
+        if current.is_none()
+            && ctx.repo.team_size(team_id, ctx.now).await?.0 >= caps.members_per_team
+        {
+            return Ok(cap_reached(
+                "members",
+                caps.members_per_team,
+                "MAX_MEMBERS_PER_TEAM",
+            ));
         }
         let owners = match current {
             Some(Role::Owner) => ctx.repo.owner_count(team_id).await?,

@@ -178,11 +178,20 @@ impl Repo {
         row.map(CredentialRow::record).transpose()
     }
 
-    pub async fn credentials(&self, team_id: &str) -> Result<Vec<CredentialRecord>> {
+    /// The team's credentials by provider name, `limit` of them after `after`.
+    pub async fn credentials(
+        &self,
+        team_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<CredentialRecord>> {
         let rows: Vec<CredentialRow> = self
             .all(
-                &format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE team_id = ?1 ORDER BY provider"),
-                &[text(team_id)],
+                &format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE team_id = ?1 \
+                     AND (?2 IS NULL OR provider > ?2) ORDER BY provider LIMIT ?3"
+                ),
+                &[text(team_id), opt_text(after), num(limit as i64)],
             )
             .await?;
         // A row of a provider this build no longer knows is skipped, not an error.

@@ -5,6 +5,7 @@
 //! in [`credentials`].
 
 mod credentials;
+pub use crate::core::config::Caps;
 pub use credentials::{Resealed, SealedCredential, WriteGuard};
 
 use serde::Deserialize;
@@ -173,7 +174,14 @@ impl Repo {
         Ok(changed(&results, 0))
     }
 
-    pub async fn teams_of(&self, user_id: &str) -> Result<Vec<TeamRecord>> {
+    /// The user's teams, oldest first (UUIDv7 ids follow creation time), `limit` of them
+    /// after the team id `after`.
+    pub async fn teams_of(
+        &self,
+        user_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TeamRecord>> {
         #[derive(Deserialize)]
         struct Row {
             id: String,
@@ -184,8 +192,9 @@ impl Repo {
         let rows: Vec<Row> = self
             .all(
                 "SELECT t.id, t.name, m.role, t.created_at FROM team_members m \
-                 JOIN teams t ON t.id = m.team_id WHERE m.user_id = ?1 ORDER BY t.created_at, t.id",
-                &[text(user_id)],
+                 JOIN teams t ON t.id = m.team_id WHERE m.user_id = ?1 AND (?2 IS NULL OR t.id > ?2) \
+                 ORDER BY t.id LIMIT ?3",
+                &[text(user_id), opt_text(after), num(limit as i64)],
             )
             .await?;
         rows.into_iter()
@@ -210,11 +219,24 @@ impl Repo {
         row.map(MemberRow::record).transpose()
     }
 
-    pub async fn members(&self, team_id: &str) -> Result<Vec<MemberRecord>> {
+    /// The team's members by (added_at, user_id), `limit` of them after `after`.
+    pub async fn members(
+        &self,
+        team_id: &str,
+        after: Option<(UnixMillis, &str)>,
+        limit: usize,
+    ) -> Result<Vec<MemberRecord>> {
         let rows: Vec<MemberRow> = self
             .all(
-                "SELECT user_id, role, added_at FROM team_members WHERE team_id = ?1 ORDER BY added_at, user_id",
-                &[text(team_id)],
+                "SELECT user_id, role, added_at FROM team_members WHERE team_id = ?1 \
+                 AND (?2 IS NULL OR (added_at, user_id) > (?2, ?3)) \
+                 ORDER BY added_at, user_id LIMIT ?4",
+                &[
+                    text(team_id),
+                    opt_num(after.map(|(at, _)| at)),
+                    opt_text(after.map(|(_, user)| user)),
+                    num(limit as i64),
+                ],
             )
             .await?;
         rows.into_iter().map(MemberRow::record).collect()
@@ -247,7 +269,7 @@ impl Repo {
         role: Role,
         actor_id: &str,
         now: UnixMillis,
-        max_teams: u32,
+        caps: &Caps,
         audit: &AuditEvent,
     ) -> Result<Option<MemberRecord>> {
         let (actor, owners) = (actor_role("?5"), OWNER_COUNT);
@@ -256,7 +278,8 @@ impl Repo {
                 "INSERT INTO team_members (team_id, user_id, role, added_at) \
                  SELECT ?1, ?2, ?3, ?4 WHERE {actor} IN ('owner', 'admin') \
                     AND (?3 <> 'owner' OR {actor} = 'owner') \
-                    AND ((SELECT COUNT(*) FROM team_members WHERE user_id = ?2) < ?6 \
+                    AND (((SELECT COUNT(*) FROM team_members WHERE user_id = ?2) < ?6 \
+                          AND (SELECT COUNT(*) FROM team_members WHERE team_id = ?1) < ?7) \
                          OR EXISTS (SELECT 1 FROM team_members WHERE team_id = ?1 AND user_id = ?2)) \
                  ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role \
                  WHERE (team_members.role <> 'owner' OR {actor} = 'owner') \
@@ -269,7 +292,8 @@ impl Repo {
                 text(role.as_str()),
                 num(now),
                 text(actor_id),
-                num(max_teams as i64),
+                num(caps.teams_per_user as i64),
+                num(caps.members_per_team as i64),
             ],
         )?;
         // Written only if the statement above changed a row; a row whose `added_at` is this
@@ -340,18 +364,22 @@ impl Repo {
 
     // ---- API keys ----------------------------------------------------------------------
 
-    /// The key and its `api_key.created` event, in one batch.
+    /// The key and its `api_key.created` event, in one batch, unless the team already has
+    /// `max_active` usable keys. `false` when the cap refused.
     pub async fn insert_api_key(
         &self,
         record: &ApiKeyRecord,
         key_hash: &str,
         created_by: &str,
+        max_active: u32,
         audit: &AuditEvent,
-    ) -> Result<()> {
-        self.batch(vec![
+    ) -> Result<bool> {
+        let results = self.batch(vec![
             self.stmt(
                 "INSERT INTO api_keys (id, team_id, name, kind, key_hash, key_preview, scopes, created_by, created_at, expires_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 \
+                 WHERE (SELECT COUNT(*) FROM api_keys WHERE team_id = ?2 AND revoked_at IS NULL \
+                        AND (expires_at IS NULL OR expires_at > ?9)) < ?11",
                 &[
                     text(&record.id),
                     text(&record.team_id),
@@ -363,19 +391,47 @@ impl Repo {
                     text(created_by),
                     num(record.created_at),
                     opt_num(record.expires_at),
+                    num(max_active as i64),
                 ],
             )?,
             self.audit_insert(audit, "changes() > 0", None, None)?,
         ])
         .await?;
-        Ok(())
+        Ok(changed(&results, 0))
     }
 
-    pub async fn api_keys(&self, team_id: &str) -> Result<Vec<ApiKeyRecord>> {
+    /// The team's members and its usable keys, to name the cap a refused change hit.
+    pub async fn team_size(&self, team_id: &str, now: UnixMillis) -> Result<(u32, u32)> {
+        #[derive(Deserialize)]
+        struct Row {
+            members: f64,
+            keys: f64,
+        }
+        let row: Option<Row> = self
+            .first(
+                "SELECT (SELECT COUNT(*) FROM team_members WHERE team_id = ?1) AS members, \
+                 (SELECT COUNT(*) FROM api_keys WHERE team_id = ?1 AND revoked_at IS NULL \
+                   AND (expires_at IS NULL OR expires_at > ?2)) AS keys",
+                &[text(team_id), num(now)],
+            )
+            .await?;
+        Ok(row.map_or((0, 0), |r| (r.members as u32, r.keys as u32)))
+    }
+
+    /// The team's keys, newest first (UUIDv7 ids), `limit` of them after the id `after`.
+    pub async fn api_keys(
+        &self,
+        team_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ApiKeyRecord>> {
         let rows: Vec<ApiKeyRow> = self
             .all(
-                &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE team_id = ?1 ORDER BY created_at DESC, id DESC"),
-                &[text(team_id)],
+                &format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE team_id = ?1 AND (?2 IS NULL OR id < ?2) \
+                     ORDER BY id DESC LIMIT ?3"
+                ),
+                &[text(team_id), opt_text(after), num(limit as i64)],
             )
             .await?;
         rows.into_iter().map(ApiKeyRow::record).collect()
@@ -383,7 +439,13 @@ impl Repo {
 
     /// The team's device keys that can still authenticate: not revoked, not expired. Presence
     /// counts only these, so revoking a key takes its agent out at once.
-    pub async fn device_keys(&self, team_id: &str, now: UnixMillis) -> Result<Vec<DeviceKey>> {
+    /// `page`: `limit` of them after the id `after`, oldest first; `None` for all of them.
+    pub async fn device_keys(
+        &self,
+        team_id: &str,
+        now: UnixMillis,
+        page: Option<(Option<&str>, usize)>,
+    ) -> Result<Vec<DeviceKey>> {
         #[derive(Deserialize)]
         struct Row {
             id: String,
@@ -393,8 +455,13 @@ impl Repo {
             .all(
                 "SELECT id, name FROM api_keys WHERE team_id = ?1 AND kind = 'device' \
                  AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2) \
-                 ORDER BY created_at, id",
-                &[text(team_id), num(now)],
+                 AND (?3 IS NULL OR id > ?3) ORDER BY id LIMIT ?4",
+                &[
+                    text(team_id),
+                    num(now),
+                    opt_text(page.and_then(|(after, _)| after)),
+                    num(page.map_or(-1, |(_, limit)| limit as i64)),
+                ],
             )
             .await?;
         Ok(rows
