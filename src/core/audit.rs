@@ -95,13 +95,7 @@ pub fn page_request<'a>(
     };
     for (name, value) in query {
         match name.as_str() {
-            "limit" => {
-                page.limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| ApiError::invalid_request("`limit` must be 1 to 200"))?
-            }
+            "limit" => page.limit = super::pages::parse_limit(&value)?,
             "cursor" => {
                 let id = parse_uuid(&value).ok_or_else(|| {
                     ApiError::invalid_request("`cursor` is not a cursor from this API")

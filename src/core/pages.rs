@@ -20,6 +20,15 @@ fn bad_cursor() -> ApiError {
     ApiError::invalid_request("`cursor` is not a cursor from this API")
 }
 
+/// A page size: 1 to 200.
+pub fn parse_limit(value: &str) -> Result<usize, ApiError> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE).contains(n))
+        .ok_or_else(|| ApiError::invalid_request("`limit` must be 1 to 200"))
+}
+
 /// `?limit=&cursor=` and nothing else.
 pub fn list_page(query: impl Iterator<Item = (String, String)>) -> Result<ListPage, ApiError> {
     let mut page = ListPage {
@@ -28,13 +37,7 @@ pub fn list_page(query: impl Iterator<Item = (String, String)>) -> Result<ListPa
     };
     for (name, value) in query {
         match name.as_str() {
-            "limit" => {
-                page.limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| ApiError::invalid_request("`limit` must be 1 to 200"))?
-            }
+            "limit" => page.limit = parse_limit(&value)?,
             "cursor" if !value.is_empty() && value.len() <= 1024 => page.cursor = Some(value),
             "cursor" => return Err(bad_cursor()),
             _ => return Err(ApiError::invalid_request("Unknown query parameter")),

@@ -1,6 +1,6 @@
 use worker::Response;
 
-use crate::core::{audit::page_request, error::ApiError, routes::query_pairs};
+use crate::core::{audit::page_request, error::ApiError, pages::page_of, routes::query_pairs};
 use crate::edge::{
     app::Ctx,
     auth::{authenticate, TeamScope},
@@ -12,16 +12,11 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     let actor = authenticate(ctx, TeamScope::Scoped).await?;
     actor.may_manage("The audit trail cannot be read with an API key")?;
     let page = page_request(query_pairs(&ctx.req.inner().url()).into_iter())?;
-    let mut events = ctx
+    let events = ctx
         .repo
         .audit_events(actor.team_id().unwrap_or_default(), &page)
         .await?;
-    let next_cursor = if events.len() > page.limit {
-        events.truncate(page.limit);
-        events.last().map(|e| e.id.clone())
-    } else {
-        None
-    };
+    let (events, next_cursor) = page_of(events, page.limit, |e| e.id.clone());
     let views: Vec<_> = events.iter().map(|e| e.view()).collect();
     Ok(http::json(
         200,
