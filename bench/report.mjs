@@ -32,12 +32,12 @@ const LABELS = {
   f_404: "(f) reference: 404 (no DO, no D1)",
   g_401: "(g) reference: 401, forged `sk-` key (1 DO, no D1)",
   b_healthz: "(b) `GET /healthz` (1 DO, 1 D1)",
-  c_get_sk: "(c) `GET` credential, `sk-` key (2 DO, 1 D1 batch of 2 reads)",
-  d_get_jwt: "(d) `GET` credential, HS256 JWT + `X-Team-ID` (2 DO, 1 D1 batch of 2 reads)",
-  e_put_sk: "(e) `PUT` credential, `sk-` key (2 DO, 1 D1 read batch + 1 write batch)",
-  h_floor_io: "(h) reference: JS worker making (c)'s round trips only (2 DO, 1 D1 batch of 2 reads)",
-  i_heartbeat: "(i) `POST /api/v1/agents/heartbeat`, `dk-` key (2 DO limiters, 1 D1 read, 1 presence DO write)",
-  j_route: "(j) `POST /api/v1/tasks/route`, an agent online (2 DO limiters, 1 D1 batch + 1 D1 read, 1 presence DO read)",
+  c_get_sk: "(c) `GET` credential, `sk-` key (1 DO: the principal's limiter; 1 D1 batch of 2 reads)",
+  d_get_jwt: "(d) `GET` credential, HS256 JWT + `X-Team-ID` (1 DO, 1 D1 batch of 2 reads)",
+  e_put_sk: "(e) `PUT` credential, `sk-` key (1 DO, 1 D1 read batch, the provider check, 1 write batch)",
+  h_floor_io: "(h) reference: JS worker making 2 DO calls and 1 D1 batch of 2 reads ((c)'s round trips before issue 14)",
+  i_heartbeat: "(i) `POST /api/v1/agents/heartbeat`, `dk-` key (1 DO limiter, 1 D1 read, 1 presence DO write)",
+  j_route: "(j) `POST /api/v1/tasks/route`, an agent online (1 DO limiter, 1 D1 batch + 1 D1 read, 1 presence DO read)",
 };
 const scenarios = Object.keys(LABELS).filter((s) => rows.some((r) => r.scenario === s));
 const by = (s) => rows.filter((r) => r.scenario === s);

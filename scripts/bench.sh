@@ -143,7 +143,8 @@ setsid node scripts/provider-stub.mjs --port "$stub_port" \
 groups+=("$!")
 # Agents stay online for the whole run (the TTL is what routing reads, not what it costs).
 worker_vars=(--var RATE_LIMIT_IP_REQUESTS:1000000000 --var RATE_LIMIT_PRINCIPAL_REQUESTS:1000000000
-  --var "COMFY_CLOUD_ORIGIN:http://127.0.0.1:$stub_port" --var AGENT_TTL_SECS:86400)
+  --var "COMFY_CLOUD_ORIGIN:http://127.0.0.1:$stub_port" --var AGENT_TTL_SECS:86400
+  --var MAX_ACTIVE_KEYS_PER_TEAM:1000000)
 for v in ${BENCH_VARS:-}; do worker_vars+=(--var "$v"); done
 meta worker_vars "${worker_vars[*]}"
 worker_port=$(free_port)

@@ -12,7 +12,7 @@ use super::{
 use crate::core::{
     access::Actor,
     api_keys::ApiKeyRecord,
-    audit::{AuditEvent, PageRequest},
+    audit::AuditEvent,
     credentials::{CredentialRecord, Status},
     providers::{self, Provider},
     teams::MemberRecord,
@@ -67,7 +67,7 @@ const GUARD_FROM: usize = 20;
 
 impl Repo {
     /// A statement whose SQL holds `{guard}`, with `args` for ?1.. and the guard's own two.
-    fn guarded(
+    pub(super) fn guarded(
         &self,
         sql: &str,
         args: &[JsValue],
@@ -422,206 +422,6 @@ impl Repo {
             .map(CredentialRow::record)
             .transpose()
     }
-
-    /// An audit event on its own: for decisions that change nothing else (routing).
-    pub async fn insert_audit_event(&self, event: &AuditEvent) -> Result<()> {
-        self.run(self.audit_insert(event, "?9 IS NULL", None, None)?)
-            .await
-    }
-
-    /// An audit event's insert, written only `WHERE {condition}`; `?9` is `expected`. For a
-    /// change made by the statement before it in a batch, `changes() > 0` is the condition.
-    pub(super) fn audit_insert(
-        &self,
-        audit: &AuditEvent,
-        condition: &str,
-        expected: Option<i64>,
-        guard: Option<&WriteGuard<'_>>,
-    ) -> Result<D1PreparedStatement> {
-        let sql = format!(
-            "INSERT INTO audit_events (id, team_id, actor_kind, actor_id, action, provider, created_at, request_id, subject) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10 WHERE {condition}"
-        );
-        let args = [
-            text(&audit.id),
-            text(&audit.team_id),
-            text(&audit.actor_kind),
-            text(&audit.actor_id),
-            text(&audit.action),
-            opt_text(audit.provider.as_deref()),
-            num(audit.created_at),
-            text(&audit.request_id),
-            opt_num(expected),
-            opt_text(audit.subject.as_deref()),
-        ];
-        match guard {
-            Some(guard) => self.guarded(&sql, &args, guard),
-            None => self.stmt(&sql, &args),
-        }
-    }
-
-    pub async fn audit_events(&self, team_id: &str, page: &PageRequest) -> Result<Vec<AuditEvent>> {
-        #[derive(Deserialize)]
-        struct Row {
-            id: String,
-            team_id: String,
-            actor_kind: String,
-            actor_id: String,
-            action: String,
-            provider: Option<String>,
-            subject: Option<String>,
-            created_at: f64,
-            request_id: String,
-        }
-        let rows: Vec<Row> = self
-            .all(
-                "SELECT id, team_id, actor_kind, actor_id, action, provider, subject, created_at, request_id \
-                 FROM audit_events WHERE team_id = ?1 AND (?2 IS NULL OR id < ?2) \
-                   AND (?4 IS NULL OR action = ?4) AND (?5 IS NULL OR created_at >= ?5) \
-                   AND (?6 IS NULL OR created_at < ?6) \
-                 ORDER BY id DESC LIMIT ?3",
-                &[
-                    text(team_id),
-                    opt_text(page.before.as_deref()),
-                    num(page.limit as i64 + 1),
-                    opt_text(page.action.as_deref()),
-                    opt_num(page.since),
-                    opt_num(page.until),
-                ],
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AuditEvent {
-                id: r.id,
-                team_id: r.team_id,
-                actor_kind: r.actor_kind,
-                actor_id: r.actor_id,
-                action: r.action,
-                provider: r.provider,
-                subject: r.subject,
-                created_at: millis(r.created_at),
-                request_id: r.request_id,
-            })
-            .collect())
-    }
-
-    /// Deletes events older than `before`, at most `batch` at a time and `rounds` batches in
-    /// one call (a cron run has a subrequest budget). Returns how many went.
-    pub async fn prune_audit_events(
-        &self,
-        before: UnixMillis,
-        batch: usize,
-        rounds: usize,
-    ) -> Result<u64> {
-        let mut deleted = 0;
-        for _ in 0..rounds {
-            self.counted();
-            let result = self
-                .stmt(
-                    "DELETE FROM audit_events WHERE id IN \
-                     (SELECT id FROM audit_events WHERE created_at < ?1 LIMIT ?2)",
-                    &[num(before), num(batch as i64)],
-                )?
-                .run()
-                .await?;
-            let changed = result.meta()?.and_then(|m| m.changes).unwrap_or(0) as u64;
-            deleted += changed;
-            if changed < batch as u64 {
-                break;
-            }
-        }
-        Ok(deleted)
-    }
-
-    // ---- key rotation ------------------------------------------------------------------
-
-    /// Sealed rows not under `active_key_id`, in key order after `after`.
-    pub async fn rows_to_reencrypt(
-        &self,
-        active_key_id: &str,
-        after: Option<&SealedRow>,
-        limit: usize,
-    ) -> Result<Vec<SealedRow>> {
-        self.all(
-            "SELECT team_id, provider, ciphertext FROM credentials \
-             WHERE ciphertext IS NOT NULL AND key_id <> ?1 AND (team_id, provider) > (?2, ?3) \
-             ORDER BY team_id, provider LIMIT ?4",
-            &[
-                text(active_key_id),
-                text(after.map_or("", |r| r.team_id.as_str())),
-                text(after.map_or("", |r| r.provider.as_str())),
-                num(limit as i64),
-            ],
-        )
-        .await
-    }
-
-    /// Swaps in each re-sealed blob only if its row still holds the blob it was made from,
-    /// so a concurrent PUT or DELETE always wins. One D1 call for the whole batch (a cron
-    /// run has a subrequest budget); each row's change and audit event stand or fall
-    /// together. The version is unchanged: the credential itself did not change, so
-    /// clients' ETags stay valid. Returns, per row, whether it was replaced.
-    pub async fn replace_ciphertexts(&self, batch: &[Resealed<'_>]) -> Result<Vec<bool>> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut statements = Vec::with_capacity(batch.len() * 2);
-        for Resealed {
-            row,
-            sealed,
-            key_id,
-            audit,
-        } in batch
-        {
-            statements.push(self.stmt(
-                "INSERT INTO audit_events (id, team_id, actor_kind, actor_id, action, provider, created_at, request_id) \
-                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8 \
-                 WHERE EXISTS (SELECT 1 FROM credentials WHERE team_id = ?2 AND provider = ?6 AND ciphertext = ?9)",
-                &[
-                    text(&audit.id),
-                    text(&audit.team_id),
-                    text(&audit.actor_kind),
-                    text(&audit.actor_id),
-                    text(&audit.action),
-                    text(&row.provider),
-                    num(audit.created_at),
-                    text(&audit.request_id),
-                    text(&row.ciphertext),
-                ],
-            )?);
-            statements.push(self.stmt(
-                "UPDATE credentials SET ciphertext = ?3, key_id = ?4 WHERE team_id = ?1 AND provider = ?2 AND ciphertext = ?5",
-                &[text(&row.team_id), text(&row.provider), text(sealed), text(key_id), text(&row.ciphertext)],
-            )?);
-        }
-        let results = self.batch(statements).await?;
-        Ok((0..batch.len())
-            .map(|i| {
-                results
-                    .get(2 * i + 1)
-                    .and_then(|r| r.meta().ok().flatten())
-                    .and_then(|m| m.changes)
-                    .unwrap_or(0)
-                    > 0
-            })
-            .collect())
-    }
-}
-
-/// A row re-sealed under the active key, with the audit event its replacement writes.
-pub struct Resealed<'a> {
-    pub row: &'a SealedRow,
-    pub sealed: String,
-    pub key_id: &'a str,
-    pub audit: AuditEvent,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct SealedRow {
-    pub team_id: String,
-    pub provider: String,
-    pub ciphertext: String,
 }
 
 const CREDENTIAL_COLUMNS: &str =
