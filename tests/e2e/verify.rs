@@ -263,9 +263,13 @@ fn deployed_environments_refuse_a_plain_http_origin() {
     let _log = w.on_failure();
     let r = Call::get(&w, "/api/v1/teams").bearer(&token("x")).send();
     r.assert_error(503, "service_unavailable");
-    let log = w.log();
+    // The worker's log line, once wrangler has printed it, names the variable.
+    let error = w.log_line_of(&r)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(
-        log.contains("COMFY_CLOUD_ORIGIN") && log.contains("must be https"),
-        "the log names the variable"
+        error.contains("COMFY_CLOUD_ORIGIN") && error.contains("must be https"),
+        "the log names the variable: {error}"
     );
 }
