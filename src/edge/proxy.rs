@@ -23,7 +23,7 @@ use worker::{
 use super::{
     app::Ctx,
     auth::authenticate_with_sealed_credential,
-    handlers::credentials::{audit, open_key},
+    handlers::credentials::{audit, no_active_key, open_key, provider_not_configured},
     limiter,
     provider::{self, Sent, Upload},
 };
@@ -59,12 +59,10 @@ pub async fn handle(ctx: &mut Ctx<'_>, mount: Mount) -> Result<Response, ApiErro
     let upstream = &config.upstream;
     let path = proxy::upstream_path(mount, raw_path, &upstream.prefixes)?;
     let target = proxy::upstream_url(
-        upstream.origin.as_deref().ok_or_else(|| {
-            ApiError::unavailable(
-                "ComfyUI Cloud is not configured for this deployment",
-                "COMFY_CLOUD_ORIGIN is not set",
-            )
-        })?,
+        upstream
+            .origin
+            .as_deref()
+            .ok_or_else(provider_not_configured)?,
         &path,
         query,
     );
@@ -72,9 +70,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, mount: Mount) -> Result<Response, ApiErro
     let provider = providers::by_slug("comfy-cloud").expect("comfy-cloud is registered");
     let (actor, credential) = authenticate_with_sealed_credential(ctx, provider).await?;
     actor.may_use_provider()?;
-    let credential = credential.ok_or_else(|| {
-        ApiError::conflict("This team has no active ComfyUI Cloud key; PUT one first")
-    })?;
+    let credential = credential.ok_or_else(no_active_key)?;
     let team_id = actor.team_id().unwrap_or_default().to_string();
     admit_team(ctx, &team_id).await?;
     let declared = proxy::check_declared_length(ctx.header("Content-Length").as_deref())?;

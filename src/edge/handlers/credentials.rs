@@ -87,11 +87,16 @@ async fn existing(
         .ok_or_else(none_configured)
 }
 
-fn provider_not_configured() -> ApiError {
+pub fn provider_not_configured() -> ApiError {
     ApiError::unavailable(
         "ComfyUI Cloud is not configured for this deployment",
         "COMFY_CLOUD_ORIGIN is not set",
     )
+}
+
+/// The 409 of the verify and proxy paths when there is no active key to use.
+pub fn no_active_key() -> ApiError {
+    ApiError::conflict("This team has no active ComfyUI Cloud key; PUT one first")
 }
 
 /// The stored key of an active credential, decrypted in memory. Only the verify and proxy
@@ -106,9 +111,7 @@ pub fn open_key(
         .ciphertext
         .as_deref()
         .filter(|_| credential.record.is_active())
-        .ok_or_else(|| {
-            ApiError::conflict("This team has no active ComfyUI Cloud key; PUT one first")
-        })?;
+        .ok_or_else(no_active_key)?;
     let plaintext = key_ring(ctx)?
         .open(ciphertext, &credential_aad(team_id, provider.name))
         .map_err(|e| {
