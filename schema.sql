@@ -6,13 +6,18 @@ CREATE TABLE IF NOT EXISTS schema_version (
     version INTEGER NOT NULL
 );
 INSERT INTO schema_version (version)
-SELECT 3 WHERE NOT EXISTS (SELECT 1 FROM schema_version);
+SELECT 4 WHERE NOT EXISTS (SELECT 1 FROM schema_version);
 
 -- Timestamps are Unix milliseconds, bound as JS numbers (exact below 2^53).
 CREATE TABLE IF NOT EXISTS teams (
     id         TEXT PRIMARY KEY,
     name       TEXT NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    -- The team's ETag (0004).
+    version    INTEGER NOT NULL DEFAULT 1,
+    -- Set by DELETE /api/v1/team (0004): the row stays as a tombstone, with no members,
+    -- no usable key and no ciphertext left.
+    deleted_at INTEGER
 );
 
 CREATE TABLE IF NOT EXISTS team_members (
@@ -81,3 +86,12 @@ CREATE TABLE IF NOT EXISTS audit_events (
 CREATE INDEX IF NOT EXISTS audit_events_by_team ON audit_events (team_id, id);
 CREATE INDEX IF NOT EXISTS audit_events_by_team_action ON audit_events (team_id, action, id);
 CREATE INDEX IF NOT EXISTS audit_events_by_created ON audit_events (created_at);
+
+-- Where the scheduled re-encryption stopped (0004); the next run resumes after it.
+CREATE TABLE IF NOT EXISTS job_cursors (
+    job            TEXT PRIMARY KEY,
+    active_key_id  TEXT NOT NULL,
+    after_team_id  TEXT NOT NULL,
+    after_provider TEXT NOT NULL,
+    updated_at     INTEGER NOT NULL
+);

@@ -108,3 +108,31 @@ fn security_and_limiter_responses_match_the_routes() {
     let served = match_route("GET", "/openapi.json").expect("GET /openapi.json is routed");
     assert_eq!(served.route, Route::OpenApi);
 }
+
+/// The audit `action` filter accepts exactly the actions the document lists, in the
+/// parameter and in the event schema alike.
+#[test]
+fn audit_actions_match_the_document() {
+    let doc = doc();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .expect("an enum")
+            .iter()
+            .map(|a| a.as_str().unwrap().to_string())
+            .collect()
+    };
+    let ours: Vec<String> = edge_credentials::core::audit::ACTIONS
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    let in_schema =
+        strings(&doc["components"]["schemas"]["AuditEvent"]["properties"]["action"]["enum"]);
+    assert_eq!(in_schema, ours);
+    let parameter = doc["paths"]["/api/v1/audit-events"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "action")
+        .expect("the action parameter");
+    assert_eq!(strings(&parameter["schema"]["enum"]), ours);
+}

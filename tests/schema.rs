@@ -157,7 +157,13 @@ fn a_database_at_0001_upgrades_without_losing_a_row_or_a_key() {
         (revoked["status"].as_str(), revoked["ciphertext"].is_null()),
         (Some("revoked"), true)
     );
-    assert_eq!(dump["schema_version"][0]["version"], 3);
+    assert_eq!(dump["schema_version"][0]["version"], 4);
+    // Teams from before 0004 are at version 1 and not deleted.
+    assert!(dump["teams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["version"] == 1 && t["deleted_at"].is_null()));
     // Events from before 0003 have no subject; nothing else about them changed.
     let events = dump["audit_events"].as_array().unwrap();
     assert!(events

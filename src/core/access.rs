@@ -80,6 +80,9 @@ pub enum Actor {
 pub const KEYS_CANNOT_MANAGE: &str = "API keys cannot be managed with an API key";
 pub const ONLY_OWNERS_AND_ADMINS: &str = "Only team owners and admins can do this";
 pub const KEYS_CANNOT_MANAGE_TEAMS: &str = "Teams cannot be managed with an API key";
+pub const ONLY_OWNERS_DELETE_TEAMS: &str = "Only team owners can delete a team";
+/// A JWT naming a team that was deleted (`DELETE /api/v1/team`).
+pub const TEAM_DELETED: &str = "This team has been deleted";
 
 impl Actor {
     pub fn team_id(&self) -> Option<&str> {

@@ -51,7 +51,7 @@ pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 200;
 
 /// Every action the audit trail records, for the `action` filter.
-pub const ACTIONS: [&str; 15] = [
+pub const ACTIONS: [&str; 17] = [
     "credential.put",
     "credential.patch",
     "credential.delete",
@@ -62,6 +62,8 @@ pub const ACTIONS: [&str; 15] = [
     "task.routed_to_cloud",
     "task.no_compute",
     "team.created",
+    "team.renamed",
+    "team.deleted",
     "member.added",
     "member.role_changed",
     "member.removed",

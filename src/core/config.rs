@@ -67,6 +67,9 @@ pub struct Config {
     pub key_ring: Option<KeyRing>,
     /// Rows re-encrypted per batch by the scheduled rotation job.
     pub rotation_batch: usize,
+    /// Batches per scheduled run (two D1 calls each, so a run stays well inside the
+    /// subrequest limit); the next run resumes where this one stopped.
+    pub rotation_max_batches: usize,
     pub limits: Limits,
     /// Test-only hooks (forcing a limiter failure, a D1 failure). Refused in production.
     pub test_hooks: bool,
@@ -137,6 +140,13 @@ impl Config {
             100,
             1..=1000,
             "must be 1 to 1000",
+        )?;
+        let rotation_max_batches = number(
+            &lookup,
+            "ROTATION_MAX_BATCHES",
+            20,
+            1..=200,
+            "must be 1 to 200",
         )?;
         let d = Limits::default();
         const MS: &str = "must be 1 to 86400000 milliseconds";
@@ -235,6 +245,7 @@ impl Config {
             jwt,
             key_ring,
             rotation_batch,
+            rotation_max_batches,
             limits,
             test_hooks,
             upstream,

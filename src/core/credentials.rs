@@ -141,7 +141,7 @@ impl CredentialRecord {
     }
 
     pub fn etag(&self) -> String {
-        format!("\"{}\"", self.version)
+        version_etag(self.version)
     }
 }
 
@@ -157,25 +157,44 @@ pub fn check_if_match(
     header: Option<&str>,
     current: Option<&CredentialRecord>,
 ) -> Result<Option<i64>, ApiError> {
+    if_match_version(header, current.map(|c| c.version), "credential")
+}
+
+/// [`check_if_match`] for anything whose ETag is its quoted `version` (a credential, a
+/// team); `current` is `None` when there is no current representation. `what` names it in
+/// the 412.
+pub fn if_match_version(
+    header: Option<&str>,
+    current: Option<i64>,
+    what: &str,
+) -> Result<Option<i64>, ApiError> {
     let Some(header) = header else {
         return Ok(None);
     };
-    let stale = || {
-        ApiError::new(
-            ErrorKind::PreconditionFailed,
-            "The credential has changed since you read it (If-Match)",
-        )
-    };
+    let stale = || precondition_failed(what);
     let current = current.ok_or_else(stale)?;
     if if_match_is_any(header) {
         return Ok(None);
     }
-    let etag = current.etag();
+    let etag = version_etag(current);
     if header.split(',').map(str::trim).any(|tag| tag == etag) {
-        Ok(Some(current.version))
+        Ok(Some(current))
     } else {
         Err(stale())
     }
+}
+
+/// The 412 of an `If-Match` that names no current representation of `what`.
+pub fn precondition_failed(what: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::PreconditionFailed,
+        format!("The {what} has changed since you read it (If-Match)"),
+    )
+}
+
+/// The strong ETag of a versioned row: its version, quoted.
+pub fn version_etag(version: i64) -> String {
+    format!("\"{version}\"")
 }
 
 /// `If-Match: *`: any current representation will do.

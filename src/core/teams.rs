@@ -37,11 +37,13 @@ pub fn validate_user_id(user_id: &str) -> Result<(), ApiError> {
     validate_text("user_id", user_id, 255)
 }
 
+/// `POST /api/v1/teams` and `PATCH /api/v1/team`: a team's name.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTeam {
     pub name: String,
 }
+pub type RenameTeam = CreateTeam;
 
 impl CreateTeam {
     pub fn validate(&self) -> Result<(), ApiError> {
@@ -66,8 +68,40 @@ impl SetMemberRole {
 pub struct TeamRecord {
     pub id: String,
     pub name: String,
+    /// The caller's role in it.
     pub role: Role,
     pub created_at: UnixMillis,
+}
+
+/// One team as its member sees it, with the version that is its ETag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamState {
+    pub team: TeamRecord,
+    pub version: i64,
+}
+
+/// Why a rename or a delete of the caller's team changed nothing, from the team as it is
+/// now (`None`: deleted, or the caller is no longer a member) and the version `If-Match`
+/// pinned. `deleting` asks for an owner; a rename takes an owner or an admin.
+pub fn team_change_refusal(
+    now: Option<&TeamState>,
+    pinned: Option<i64>,
+    deleting: bool,
+) -> ApiError {
+    use super::access::{ONLY_OWNERS_AND_ADMINS, ONLY_OWNERS_DELETE_TEAMS, TEAM_DELETED};
+    let Some(now) = now else {
+        return ApiError::not_found(TEAM_DELETED);
+    };
+    if deleting && now.team.role != Role::Owner {
+        return ApiError::forbidden(ONLY_OWNERS_DELETE_TEAMS);
+    }
+    if !now.team.role.manages_team() {
+        return ApiError::forbidden(ONLY_OWNERS_AND_ADMINS);
+    }
+    if pinned.is_some_and(|v| v != now.version) {
+        return super::credentials::precondition_failed("team");
+    }
+    ApiError::conflict("The team changed concurrently; retry")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +150,58 @@ impl MemberRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state(role: Role, version: i64) -> TeamState {
+        TeamState {
+            team: TeamRecord {
+                id: "t".into(),
+                name: "n".into(),
+                role,
+                created_at: 0,
+            },
+            version,
+        }
+    }
+
+    #[test]
+    fn a_refused_team_change_names_its_reason() {
+        let code = |e: ApiError| (e.status(), e.body());
+        assert_eq!(code(team_change_refusal(None, None, false)).0, 404);
+        let (status, msg) = code(team_change_refusal(
+            Some(&state(Role::Admin, 2)),
+            None,
+            true,
+        ));
+        assert_eq!((status, msg.contains("owners")), (403, true));
+        assert_eq!(
+            code(team_change_refusal(
+                Some(&state(Role::Member, 2)),
+                None,
+                false
+            ))
+            .0,
+            403
+        );
+        assert_eq!(
+            code(team_change_refusal(
+                Some(&state(Role::Admin, 3)),
+                Some(2),
+                false
+            ))
+            .0,
+            412
+        );
+        // Allowed, in the version pinned, yet nothing changed: a concurrent change.
+        assert_eq!(
+            code(team_change_refusal(
+                Some(&state(Role::Owner, 2)),
+                Some(2),
+                true
+            ))
+            .0,
+            409
+        );
+    }
 
     #[test]
     fn names_are_bounded_and_printable() {

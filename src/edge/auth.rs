@@ -10,7 +10,7 @@ use super::{
     repo::{Repo, SealedCredential},
 };
 use crate::core::{
-    access::{Actor, Role},
+    access::{Actor, Role, TEAM_DELETED},
     api_keys::{ApiKeyRecord, LAST_USED_RESOLUTION_MS},
     auth::{
         bearer::{self, Bearer, EXPIRED_TOKEN, INVALID_API_KEY, INVALID_TOKEN},
@@ -90,7 +90,7 @@ pub async fn authenticate(ctx: &mut Ctx<'_>, scope: TeamScope) -> Result<Actor, 
                 TeamScope::Scoped => {
                     let team_id = named_team(ctx)?;
                     let member = ctx.repo.member(&team_id, &session.user_id).await?;
-                    Some(membership(team_id, member)?)
+                    Some(membership(ctx, team_id, member).await?)
                 }
             };
             Actor::User {
@@ -144,7 +144,7 @@ async fn authenticate_with_sealed(
                 .await?;
             let actor = Actor::User {
                 user_id: session.user_id,
-                team: Some(membership(team_id, member)?),
+                team: Some(membership(ctx, team_id, member).await?),
             };
             (actor, credential)
         }
@@ -209,9 +209,19 @@ fn named_team(ctx: &mut Ctx<'_>) -> Result<String, ApiError> {
     Ok(team_id)
 }
 
-fn membership(team_id: String, member: Option<MemberRecord>) -> Result<(String, Role), ApiError> {
-    let member = member.ok_or_else(|| ApiError::forbidden("You are not a member of this team"))?;
-    Ok((team_id, member.role))
+/// The caller's role in the team named, or the refusal: 404 for a deleted team (its former
+/// members' tokens find nothing there), 403 for any other team the caller is not in. The
+/// extra read is on the refusal path only.
+async fn membership(
+    ctx: &Ctx<'_>,
+    team_id: String,
+    member: Option<MemberRecord>,
+) -> Result<(String, Role), ApiError> {
+    match member {
+        Some(member) => Ok((team_id, member.role)),
+        None if ctx.repo.team_deleted(&team_id).await? => Err(ApiError::not_found(TEAM_DELETED)),
+        None => Err(ApiError::forbidden("You are not a member of this team")),
+    }
 }
 
 fn logged(ctx: &mut Ctx<'_>, actor: Actor) -> Actor {

@@ -18,9 +18,8 @@ use crate::core::{
     ids::new_id,
 };
 
-/// Batches per run: two D1 calls each, so a run stays well inside the subrequest limit,
-/// and the next cron run picks up the rest.
-const MAX_BATCHES: usize = 20;
+/// The job's name, in its log line and as the key of its cursor in `job_cursors`.
+const JOB: &str = "reencrypt_credentials";
 
 #[derive(Debug, Default, Serialize)]
 pub struct RotationReport {
@@ -32,6 +31,8 @@ pub struct RotationReport {
     /// Rows that did not open (key missing from the ring, or damaged): left untouched.
     pub failed: usize,
     pub complete: bool,
+    /// Where this run started: after the row the last run stopped at, or at the top.
+    pub resumed: bool,
 }
 
 pub async fn run(env: &Env, config: &Config) -> Result<RotationReport, ApiError> {
@@ -42,15 +43,19 @@ pub async fn run(env: &Env, config: &Config) -> Result<RotationReport, ApiError>
         )
     })?;
     let repo = Repo::new(env)?;
+    let active = ring.active_key_id();
+    // Resumes where the last run stopped, so rows that cannot be re-sealed (left in place,
+    // and reported) never hold back the rows after them, however many runs it takes.
+    let mut after = repo.job_cursor(JOB, active).await?;
     let mut report = RotationReport {
-        job: "reencrypt_credentials",
-        active_key_id: ring.active_key_id().to_string(),
+        job: JOB,
+        active_key_id: active.to_string(),
+        resumed: after.is_some(),
         ..Default::default()
     };
-    let mut after = None;
-    for _ in 0..MAX_BATCHES {
+    for _ in 0..config.rotation_max_batches {
         let rows = repo
-            .rows_to_reencrypt(ring.active_key_id(), after.as_ref(), config.rotation_batch)
+            .rows_to_reencrypt(active, after.as_ref(), config.rotation_batch)
             .await?;
         let last_batch = rows.len() < config.rotation_batch;
         let mut resealed = Vec::with_capacity(rows.len());
@@ -64,7 +69,7 @@ pub async fn run(env: &Env, config: &Config) -> Result<RotationReport, ApiError>
             resealed.push(Resealed {
                 row,
                 sealed: ring.seal(&plaintext, &aad),
-                key_id: ring.active_key_id(),
+                key_id: active,
                 audit: AuditEvent {
                     id: new_id(now).to_string(),
                     team_id: row.team_id.clone(),
@@ -86,12 +91,23 @@ pub async fn run(env: &Env, config: &Config) -> Result<RotationReport, ApiError>
             }
         }
         drop(resealed);
-        after = rows.into_iter().last();
+        if let Some(row) = rows.last() {
+            after = Some(row.key());
+        }
         if last_batch {
             report.complete = true;
             break;
         }
     }
+    // A complete pass starts the next run from the top (new rows, rows that failed); an
+    // incomplete one is resumed after its last row.
+    let cursor = if report.complete {
+        None
+    } else {
+        after.as_ref()
+    };
+    repo.save_job_cursor(JOB, active, cursor, app::now())
+        .await?;
     console_log!("{}", serde_json::to_string(&report).unwrap_or_default());
     Ok(report)
 }

@@ -8,6 +8,7 @@ mod credentials;
 mod faults;
 mod foundation;
 mod identity;
+mod lifecycle;
 mod proxy;
 mod ratelimit;
 mod rotation;

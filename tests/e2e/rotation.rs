@@ -175,3 +175,160 @@ fn get_never_decrypts_and_a_missing_old_key_loses_nothing() {
     );
     assert_eq!(second.d1("SELECT * FROM credentials"), before, "untouched");
 }
+
+/// `scripts/key-usage.sh --local` against a worker's D1: rows per key id, and the cursor.
+fn key_usage(w: &Worker) -> Vec<String> {
+    let out = std::process::Command::new("bash")
+        .arg(std::path::Path::new(ROOT).join("scripts/key-usage.sh"))
+        .args(["--local", "--persist-to"])
+        .arg(&w.state_dir)
+        .output()
+        .expect("run scripts/key-usage.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Rotates twice, each time over more rows than a run re-seals (batches of 2, one batch a
+/// run), behind a row that can never be opened. Each run resumes where the last stopped, so
+/// the bad row never holds the others back, and an operator can watch the counts fall.
+#[test]
+fn rotation_resumes_across_runs_and_rotates_twice() {
+    let plaintexts: Vec<String> = (0..5)
+        .map(|i| format!("comfyui-resume-{i}-0123456789abcdef"))
+        .collect();
+    let owner = unique_user("owner");
+    let first = spawn(Options::default().var("CREDENTIAL_KEYS", &ring("k1", &[("k1", 1)])));
+    let log1 = first.on_failure();
+    let mut teams: Vec<String> = plaintexts
+        .iter()
+        .map(|p| {
+            let team = new_team(&first, &owner);
+            let r = Call::put(&first, "/api/v1/cloud-providers/comfy-cloud")
+                .bearer(&token(&owner))
+                .header("X-Team-ID", &team)
+                .json(&json!({ "api_key": p }))
+                .send();
+            assert_eq!(r.status, 200, "{}", r.text);
+            team
+        })
+        .collect();
+    teams.sort();
+    // First in the job's order: a row under a key no ring holds.
+    let bad = "00000000-0000-7000-8000-000000000000";
+    first.d1(&format!(
+        "INSERT INTO teams (id, name, created_at) VALUES ('{bad}', 'lost key', 1); \
+         INSERT INTO credentials (team_id, provider, status, cloud_fallback, ciphertext, key_id, key_preview, created_at, updated_at, version) \
+         VALUES ('{bad}', 'comfy_cloud', 'active', 0, 'v1.k0.AAAA', 'k0', 'x...y', 1, 1, 1)"
+    ));
+    let state = first.state_dir.clone();
+    drop(log1);
+    first.stop();
+
+    let small_runs = |active: &str, ids: &[(&str, u8)]| {
+        spawn(Options {
+            state_dir: Some(state.clone()),
+            ..Options::default()
+                .var("CREDENTIAL_KEYS", &ring(active, ids))
+                .var("ROTATION_BATCH_SIZE", "2")
+                .var("ROTATION_MAX_BATCHES", "1")
+        })
+    };
+    let count_under = |w: &Worker, key_id: &str| {
+        w.d1(&format!(
+            "SELECT COUNT(*) AS n FROM credentials WHERE key_id = '{key_id}'"
+        ))[0]["n"]
+            .as_u64()
+            .unwrap()
+    };
+
+    for (from, to, ids) in [
+        ("k1", "k2", vec![("k1", 1), ("k2", 2)]),
+        ("k2", "k3", vec![("k2", 2), ("k3", 3)]),
+    ] {
+        let w = small_runs(to, &ids);
+        let _log = w.on_failure();
+        // Run 1: the bad row and the first good one; the cursor stops after that one.
+        w.run_cron();
+        assert_eq!((count_under(&w, from), count_under(&w, to)), (4, 1));
+        assert_eq!(
+            key_usage(&w),
+            [
+                "k0 1".to_string(),
+                format!("{from} 4"),
+                format!("{to} 1"),
+                format!("cursor {to} {} comfy_cloud", teams[0]),
+            ]
+        );
+        // Runs 2 and 3 resume after it, two rows each; run 4 finds the end and clears it.
+        w.run_cron();
+        assert_eq!((count_under(&w, from), count_under(&w, to)), (2, 3));
+        w.run_cron();
+        assert_eq!((count_under(&w, from), count_under(&w, to)), (0, 5));
+        w.run_cron();
+        assert_eq!(
+            key_usage(&w),
+            ["k0 1".to_string(), format!("{to} 5"), "cursor none".into()]
+        );
+        // The log is printed asynchronously: wait for the fourth run's line.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while w.log().matches(r#""job":"reencrypt_credentials""#).count() < 4
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let reports: Vec<serde_json::Value> = w
+            .log()
+            .lines()
+            .filter(|l| l.contains(r#""job":"reencrypt_credentials""#))
+            .map(|l| serde_json::from_str(&l[l.find('{').unwrap()..]).unwrap())
+            .collect();
+        let seen: Vec<(u64, u64, bool, bool)> = reports
+            .iter()
+            .map(|r| {
+                (
+                    r["reencrypted"].as_u64().unwrap(),
+                    r["failed"].as_u64().unwrap(),
+                    r["resumed"].as_bool().unwrap(),
+                    r["complete"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (1, 1, false, false),
+                (2, 0, true, false),
+                (2, 0, true, false),
+                (0, 0, true, true)
+            ]
+        );
+        // Every key still opens, under the new key only; the bad row is as it was.
+        let only_new = KeyRing::from_config(&ring(to, &[ids[1]])).unwrap();
+        for (team, plaintext) in teams.iter().zip(&plaintexts) {
+            let row = &w.d1(&format!(
+                "SELECT ciphertext FROM credentials WHERE team_id = '{team}'"
+            ))[0];
+            let opened = only_new
+                .open(
+                    row["ciphertext"].as_str().unwrap(),
+                    &credential_aad(team, "comfy_cloud"),
+                )
+                .unwrap();
+            assert_eq!(&String::from_utf8(opened).unwrap(), plaintext);
+        }
+        assert_eq!(
+            w.d1(&format!(
+                "SELECT ciphertext FROM credentials WHERE team_id = '{bad}'"
+            ))[0]["ciphertext"],
+            "v1.k0.AAAA"
+        );
+        w.stop();
+    }
+}

@@ -3,14 +3,16 @@ use worker::Response;
 use crate::core::{
     access::{
         check_member_change, Actor, Role, KEYS_CANNOT_MANAGE, KEYS_CANNOT_MANAGE_TEAMS,
-        ONLY_OWNERS_AND_ADMINS,
+        ONLY_OWNERS_AND_ADMINS, TEAM_DELETED,
     },
+    credentials::{if_match_version, version_etag},
     error::ApiError,
     ids::new_id,
     pages::{encode_member_cursor, member_cursor, page_of, uuid_cursor},
     routes::Matched,
     teams::{
-        cap_reached, teams_cap_reached, validate_user_id, CreateTeam, SetMemberRole, TeamRecord,
+        cap_reached, team_change_refusal, teams_cap_reached, validate_user_id, CreateTeam,
+        RenameTeam, SetMemberRole, TeamRecord, TeamState,
     },
 };
 use crate::edge::{
@@ -66,6 +68,90 @@ pub async fn list_teams(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         200,
         &serde_json::json!({ "teams": views, "next_cursor": next_cursor }),
     ))
+}
+
+/// The caller's user id and team, for the team's own endpoints: a JWT only.
+async fn team_member(ctx: &mut Ctx<'_>) -> Result<(Actor, String, String), ApiError> {
+    let actor = authenticate(ctx, TeamScope::Scoped).await?;
+    match &actor {
+        Actor::User {
+            user_id,
+            team: Some((team_id, _)),
+        } => {
+            let ids = (user_id.clone(), team_id.clone());
+            Ok((actor, ids.0, ids.1))
+        }
+        _ => Err(ApiError::forbidden(KEYS_CANNOT_MANAGE_TEAMS)),
+    }
+}
+
+fn team_response(status: u16, state: &TeamState) -> Response {
+    let response = http::json(status, &state.team.view());
+    let _ = response.headers().set("ETag", &version_etag(state.version));
+    response
+}
+
+/// `If-Match`, evaluated against the team as the caller sees it now: the version a write
+/// must still find (`None` without the header, or for `*`, which the caller's own team
+/// always matches while it exists).
+async fn pinned_version(
+    ctx: &Ctx<'_>,
+    team_id: &str,
+    user_id: &str,
+) -> Result<Option<i64>, ApiError> {
+    let Some(header) = ctx.header("If-Match") else {
+        return Ok(None);
+    };
+    let current = ctx.repo.team(team_id, user_id).await?;
+    if_match_version(Some(&header), current.map(|t| t.version), "team")
+}
+
+pub async fn get_team(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
+    let (_, user_id, team_id) = team_member(ctx).await?;
+    let state = ctx
+        .repo
+        .team(&team_id, &user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(TEAM_DELETED))?;
+    Ok(team_response(200, &state))
+}
+
+/// Renames the team (owners and admins), with `team.renamed` in the same batch.
+pub async fn rename_team(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
+    let (actor, user_id, team_id) = team_member(ctx).await?;
+    let body: RenameTeam = ctx.json_body().await?;
+    body.validate()?;
+    let expected = pinned_version(ctx, &team_id, &user_id).await?;
+    let event = super::audit_event(ctx, &actor, "team.renamed", None, Some(&team_id));
+    match ctx
+        .repo
+        .rename_team(&team_id, &user_id, &body.name, expected, &event)
+        .await?
+    {
+        Some(state) => Ok(team_response(200, &state)),
+        None => {
+            let now = ctx.repo.team(&team_id, &user_id).await?;
+            Err(team_change_refusal(now.as_ref(), expected, false))
+        }
+    }
+}
+
+/// Deletes the team (owners only): every key revoked, every ciphertext destroyed, the
+/// members removed, `team.deleted` kept in the audit trail; all in one batch.
+pub async fn delete_team(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
+    let (actor, user_id, team_id) = team_member(ctx).await?;
+    let expected = pinned_version(ctx, &team_id, &user_id).await?;
+    let event = super::audit_event(ctx, &actor, "team.deleted", None, Some(&team_id));
+    if ctx
+        .repo
+        .delete_team(&team_id, &user_id, expected, ctx.now, &event)
+        .await?
+    {
+        Ok(http::empty(204))
+    } else {
+        let now = ctx.repo.team(&team_id, &user_id).await?;
+        Err(team_change_refusal(now.as_ref(), expected, true))
+    }
 }
 
 /// Members are read by any member, and only with a JWT.

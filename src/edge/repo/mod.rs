@@ -25,7 +25,7 @@ use crate::core::{
     auth::api_key::KeyKind,
     error::ApiError,
     presence::DeviceKey,
-    teams::{MemberRecord, TeamRecord},
+    teams::{MemberRecord, TeamRecord, TeamState},
     time::UnixMillis,
 };
 

@@ -4,11 +4,50 @@
 use super::*;
 
 impl Repo {
+    /// Where the job last stopped while re-sealing under `active_key_id`: `None` when it
+    /// has not started, finished, or was re-sealing under another key.
+    pub async fn job_cursor(&self, job: &str, active_key_id: &str) -> Result<Option<RowKey>> {
+        self.first(
+            "SELECT after_team_id AS team_id, after_provider AS provider FROM job_cursors \
+             WHERE job = ?1 AND active_key_id = ?2",
+            &[text(job), text(active_key_id)],
+        )
+        .await
+    }
+
+    /// Saves where the job stopped (`Some`), or that it went through every row (`None`, so
+    /// the next run starts from the top).
+    pub async fn save_job_cursor(
+        &self,
+        job: &str,
+        active_key_id: &str,
+        after: Option<&RowKey>,
+        now: UnixMillis,
+    ) -> Result<()> {
+        let statement = match after {
+            Some(after) => self.stmt(
+                "INSERT INTO job_cursors (job, active_key_id, after_team_id, after_provider, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (job) DO UPDATE SET \
+                   active_key_id = excluded.active_key_id, after_team_id = excluded.after_team_id, \
+                   after_provider = excluded.after_provider, updated_at = excluded.updated_at",
+                &[
+                    text(job),
+                    text(active_key_id),
+                    text(&after.team_id),
+                    text(&after.provider),
+                    num(now),
+                ],
+            )?,
+            None => self.stmt("DELETE FROM job_cursors WHERE job = ?1", &[text(job)])?,
+        };
+        self.run(statement).await
+    }
+
     /// Sealed rows not under `active_key_id`, in key order after `after`.
     pub async fn rows_to_reencrypt(
         &self,
         active_key_id: &str,
-        after: Option<&SealedRow>,
+        after: Option<&RowKey>,
         limit: usize,
     ) -> Result<Vec<SealedRow>> {
         self.all(
@@ -85,9 +124,25 @@ pub struct Resealed<'a> {
     pub audit: AuditEvent,
 }
 
+/// A credential row's key, the rotation cursor's unit.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RowKey {
+    pub team_id: String,
+    pub provider: String,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct SealedRow {
     pub team_id: String,
     pub provider: String,
     pub ciphertext: String,
+}
+
+impl SealedRow {
+    pub fn key(&self) -> RowKey {
+        RowKey {
+            team_id: self.team_id.clone(),
+            provider: self.provider.clone(),
+        }
+    }
 }

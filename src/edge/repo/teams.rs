@@ -228,6 +228,142 @@ impl Repo {
     }
 }
 
+/// Team lifecycle: the team as its member sees it, rename and delete.
+impl Repo {
+    /// The team, with the caller's role and its version; `None` when the caller is not a
+    /// member or the team is deleted.
+    pub async fn team(&self, team_id: &str, user_id: &str) -> Result<Option<TeamState>> {
+        let row: Option<TeamRow> = self
+            .first(
+                "SELECT t.id, t.name, m.role, t.created_at, t.version FROM teams t \
+                 JOIN team_members m ON m.team_id = t.id AND m.user_id = ?2 \
+                 WHERE t.id = ?1 AND t.deleted_at IS NULL",
+                &[text(team_id), text(user_id)],
+            )
+            .await?;
+        row.map(TeamRow::state).transpose()
+    }
+
+    /// Whether the team existed and was deleted.
+    pub async fn team_deleted(&self, team_id: &str) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct Row {
+            #[allow(dead_code)]
+            id: String,
+        }
+        let row: Option<Row> = self
+            .first(
+                "SELECT id FROM teams WHERE id = ?1 AND deleted_at IS NOT NULL",
+                &[text(team_id)],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// Renames the team and bumps its version, with its `team.renamed` event, if the
+    /// caller is an owner or admin at write time and the version is still `expected` (when
+    /// pinned). `None` when nothing changed.
+    pub async fn rename_team(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        name: &str,
+        expected: Option<i64>,
+        audit: &AuditEvent,
+    ) -> Result<Option<TeamState>> {
+        let actor = actor_role("?2");
+        let results = self
+            .batch(vec![
+                self.stmt(
+                    &format!(
+                        "UPDATE teams SET name = ?3, version = version + 1 \
+                         WHERE id = ?1 AND deleted_at IS NULL AND {actor} IN ('owner', 'admin') \
+                           AND (?4 IS NULL OR version = ?4) \
+                         RETURNING id, name, {actor} AS role, created_at, version"
+                    ),
+                    &[text(team_id), text(user_id), text(name), opt_num(expected)],
+                )?,
+                self.audit_insert(audit, "changes() > 0", None, None)?,
+            ])
+            .await?;
+        first_row::<TeamRow>(&results, 0)?
+            .map(TeamRow::state)
+            .transpose()
+    }
+
+    /// Deletes the team, if the caller is an owner at write time and the version is still
+    /// `expected` (when pinned), in one batch with its `team.deleted` event: the team row
+    /// becomes a tombstone, every API key is revoked, every credential row (ciphertext and
+    /// all) is deleted and the members are removed. Audit events stay until retention
+    /// ends. `false` when nothing was deleted.
+    pub async fn delete_team(
+        &self,
+        team_id: &str,
+        user_id: &str,
+        expected: Option<i64>,
+        now: UnixMillis,
+        audit: &AuditEvent,
+    ) -> Result<bool> {
+        let actor = actor_role("?2");
+        // Each cleanup runs only once the tombstone is there: after this batch's own
+        // update, or (harmlessly, again) after an earlier delete.
+        let deleted = "EXISTS (SELECT 1 FROM teams WHERE id = ?1 AND deleted_at IS NOT NULL)";
+        let args = [text(team_id), num(now)];
+        let results = self
+            .batch(vec![
+                self.stmt(
+                    &format!(
+                        "UPDATE teams SET deleted_at = ?3, version = version + 1 \
+                         WHERE id = ?1 AND deleted_at IS NULL AND {actor} = 'owner' \
+                           AND (?4 IS NULL OR version = ?4)"
+                    ),
+                    &[text(team_id), text(user_id), num(now), opt_num(expected)],
+                )?,
+                self.audit_insert(audit, "changes() > 0", None, None)?,
+                self.stmt(
+                    &format!(
+                        "UPDATE api_keys SET revoked_at = ?2 \
+                         WHERE team_id = ?1 AND revoked_at IS NULL AND {deleted}"
+                    ),
+                    &args,
+                )?,
+                self.stmt(
+                    &format!("DELETE FROM credentials WHERE team_id = ?1 AND {deleted}"),
+                    &args[..1],
+                )?,
+                self.stmt(
+                    &format!("DELETE FROM team_members WHERE team_id = ?1 AND {deleted}"),
+                    &args[..1],
+                )?,
+            ])
+            .await?;
+        Ok(changed(&results, 0))
+    }
+}
+
+#[derive(Deserialize)]
+struct TeamRow {
+    id: String,
+    name: String,
+    role: String,
+    created_at: f64,
+    version: f64,
+}
+
+impl TeamRow {
+    fn state(self) -> Result<TeamState> {
+        Ok(TeamState {
+            team: TeamRecord {
+                role: role(&self.role)?,
+                id: self.id,
+                name: self.name,
+                created_at: millis(self.created_at),
+            },
+            version: self.version as i64,
+        })
+    }
+}
+
 /// Team ?1's owner count, read inside a member statement.
 const OWNER_COUNT: &str =
     "(SELECT COUNT(*) FROM team_members WHERE team_id = ?1 AND role = 'owner')";
