@@ -79,3 +79,17 @@ if [ "$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("co
   [ -x .venv/bin/pip ] || python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check "comfy-sdk==$COMFY_SDK_VERSION"
 fi
+
+# Chromium from the distribution's packages, for the settings page's browser test
+# (tests/browser/settings.mjs, driven by playwright-core from package.json; Playwright's own
+# browser download is not used). Debian and Ubuntu: apt-get, as root or through sudo.
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing Debian's chromium package for the browser test (once)"
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    say "chromium is missing and this user cannot install packages: apt-get install chromium"
+    exit 1
+  fi
+  need apt-get "install Chromium with your system's package manager"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi

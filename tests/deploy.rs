@@ -48,6 +48,8 @@ fn staging_and_production_deploy_with_their_own_bindings() {
         );
         assert!(text.contains("RATE_LIMITER"), "{text}");
         assert!(text.contains("AGENT_PRESENCE"), "{text}");
+        // The settings page's static assets deploy with the worker in every environment.
+        assert!(text.contains("env.ASSETS"), "{text}");
         assert!(
             text.contains(
                 "would check these secrets exist: CREDENTIAL_KEYS JWT_SECRET or JWT_JWKS"
@@ -55,7 +57,7 @@ fn staging_and_production_deploy_with_their_own_bindings() {
             "{text}"
         );
         assert!(
-            text.contains("0001_initial.sql") && text.contains("0002_provider_verification.sql"),
+            text.contains("0001_initial.sql") && text.contains("0004_team_lifecycle.sql"),
             "the migrations a deploy applies:\n{text}"
         );
         assert!(

@@ -84,6 +84,9 @@ pub struct Config {
     /// Audit events older than this many days are deleted by the cron
     /// (`AUDIT_RETENTION_DAYS`, default 365).
     pub audit_retention_days: u32,
+    /// The settings page's CSP `frame-ancestors` (`SETTINGS_FRAME_ANCESTORS`, default
+    /// `'none'`).
+    pub settings_frame_ancestors: String,
 }
 
 /// The caps on growth (OWASP API4), from config vars; a refusal names the var.
@@ -239,6 +242,8 @@ impl Config {
             1..=36_500,
             "must be 1 to 36500 days",
         )?;
+        let settings_frame_ancestors =
+            super::settings::parse_frame_ancestors(lookup("SETTINGS_FRAME_ANCESTORS").as_deref())?;
         Ok(Config {
             environment,
             dev_secrets,
@@ -253,6 +258,7 @@ impl Config {
             max_teams_per_user,
             caps,
             audit_retention_days,
+            settings_frame_ancestors,
         })
     }
 

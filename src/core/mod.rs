@@ -19,6 +19,7 @@ pub mod providers;
 pub mod proxy;
 pub mod ratelimit;
 pub mod routes;
+pub mod settings;
 pub mod teams;
 pub mod time;
 pub mod upstream;

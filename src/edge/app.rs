@@ -150,6 +150,12 @@ async fn dispatch(
         config.upstream.proxy_host.as_deref(),
         path,
     );
+    // The settings page: static files with their security headers, before any limiter
+    // (they cost no D1 or Durable Object call) and outside the API's route table.
+    if mount.is_none() && crate::core::settings::is_settings_path(path) {
+        log.route = "/settings";
+        return super::settings::serve(&req, env, &config).await;
+    }
     if path.starts_with("/api/") || mount.is_some() {
         if let Some(refusal) = config.refuses_service() {
             return Err(ApiError::unavailable(

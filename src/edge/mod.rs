@@ -12,6 +12,7 @@ mod provider;
 mod proxy;
 mod repo;
 mod rotation;
+mod settings;
 
 use worker::{
     console_error, event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent,

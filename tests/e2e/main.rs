@@ -13,5 +13,6 @@ mod proxy;
 mod ratelimit;
 mod rotation;
 mod schemathesis;
+mod settings;
 mod uploads;
 mod verify;
