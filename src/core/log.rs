@@ -16,6 +16,8 @@ pub struct RequestLog {
     pub principal_id: Option<String>,
     /// D1 round trips this request made (a batch is one).
     pub d1_calls: u32,
+    /// Durable Object calls this request waited for (limiters, presence).
+    pub do_calls: u32,
     /// `fail_open` when a read was served without an unreachable rate limiter.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limiter: Option<&'static str>,

@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod error;
 pub mod ids;
 pub mod ipgate;
+pub mod lease;
 pub mod log;
 pub mod pages;
 pub mod presence;

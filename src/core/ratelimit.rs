@@ -73,40 +73,79 @@ pub struct WindowState {
     cooldown_until: UnixMillis,
 }
 
+/// What a lease request got: `granted` tokens (the first for the request that asked, the
+/// rest for its isolate to spend until the lease ends), or a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub granted: u32,
+    pub decision: Decision,
+}
+
 impl WindowState {
     pub fn decide(&mut self, policy: &Policy, now: UnixMillis) -> Decision {
+        self.take(policy, now, 1, 0).decision
+    }
+
+    /// Admits up to `want` requests at once (a lease, `core/lease.rs`): the first is
+    /// counted at `now`, as [`WindowState::decide`] counts one; the others are counted at
+    /// `now + hold_ms`, the latest time the lease lets them be spent, so each stays counted
+    /// for a whole window after its use, whenever in the lease that is. Later requests are
+    /// never counted before them (the order is kept): the window may refuse early, never
+    /// late. Grants what is left when that is less than `want`, and refuses (as `decide`)
+    /// when nothing is.
+    pub fn take(&mut self, policy: &Policy, now: UnixMillis, want: u32, hold_ms: i64) -> Grant {
         if now < self.cooldown_until {
-            return Decision::Limited {
-                retry_after_ms: self.cooldown_until - now,
+            return Grant {
+                granted: 0,
+                decision: Decision::Limited {
+                    retry_after_ms: self.cooldown_until - now,
+                },
             };
         }
         let bucket_ms = policy.bucket_ms();
         self.forget_before(now - policy.window_ms, bucket_ms);
         let counted: u64 = self.accepted.iter().map(|&(_, n)| n as u64).sum();
         if counted < policy.limit as u64 {
-            // A clock that steps back must not break the oldest-first order.
-            let bucket = self
-                .accepted
-                .back()
-                .map_or(i64::MIN, |&(last, _)| last)
-                .max(now - now.rem_euclid(bucket_ms));
-            match self.accepted.back_mut() {
-                Some((last, n)) if *last == bucket => *n += 1,
-                _ => self.accepted.push_back((bucket, 1)),
+            let granted = want.max(1).min(policy.limit - counted as u32);
+            self.count(now, 1, bucket_ms);
+            if granted > 1 {
+                self.count(now + hold_ms.max(0), granted - 1, bucket_ms);
             }
-            return Decision::Allowed {
-                remaining: policy.limit - (counted as u32 + 1),
-                reset_ms: (self.oldest_expiry(policy, bucket_ms) - now).max(0),
+            return Grant {
+                granted,
+                decision: Decision::Allowed {
+                    remaining: policy.limit - (counted as u32 + granted),
+                    reset_ms: (self.oldest_expiry(policy, bucket_ms) - now).max(0),
+                },
             };
         }
-        if policy.cooldown_ms > 0 {
+        let decision = if policy.cooldown_ms > 0 {
             self.cooldown_until = now + policy.cooldown_ms;
-            return Decision::Limited {
+            Decision::Limited {
                 retry_after_ms: policy.cooldown_ms,
-            };
+            }
+        } else {
+            Decision::Limited {
+                retry_after_ms: (self.oldest_expiry(policy, bucket_ms) - now).max(1),
+            }
+        };
+        Grant {
+            granted: 0,
+            decision,
         }
-        Decision::Limited {
-            retry_after_ms: (self.oldest_expiry(policy, bucket_ms) - now).max(1),
+    }
+
+    /// Counts `n` accepted requests at `at`, in its bucket.
+    fn count(&mut self, at: UnixMillis, n: u32, bucket_ms: i64) {
+        // A clock that steps back must not break the oldest-first order.
+        let bucket = self
+            .accepted
+            .back()
+            .map_or(i64::MIN, |&(last, _)| last)
+            .max(at - at.rem_euclid(bucket_ms));
+        match self.accepted.back_mut() {
+            Some((last, count)) if *last == bucket => *count += n,
+            _ => self.accepted.push_back((bucket, n)),
         }
     }
 

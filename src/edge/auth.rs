@@ -2,8 +2,11 @@
 //! - [`present`] reads what the caller presents, with no I/O: the bearer header parsed, a JWT
 //!   verified, an API key's format and checksum checked. The rate limiter keys on it.
 //! - [`authenticate`] turns it into an [`Actor`] with D1 lookups (the key's row, the team
-//!   membership). Nothing here is cached: a revoked key or a removed member is refused on
-//!   the very next request, in every isolate.
+//!   membership). Only a JWT's verification is cached (per isolate, for at most a minute);
+//!   rows are never: a revoked key or a removed member is refused on the very next
+//!   request, in every isolate.
+
+use std::cell::RefCell;
 
 use super::{
     app::Ctx,
@@ -15,6 +18,7 @@ use crate::core::{
     auth::{
         bearer::{self, Bearer, EXPIRED_TOKEN, INVALID_API_KEY, INVALID_TOKEN},
         jwt::{JwtError, Session},
+        session_cache::SessionCache,
     },
     config::Config,
     credentials::CredentialRecord,
@@ -44,15 +48,22 @@ pub enum Presented {
     },
 }
 
+thread_local! {
+    /// Tokens this isolate verified lately (`core/auth/session_cache.rs`).
+    static SESSIONS: RefCell<SessionCache> = RefCell::new(SessionCache::default());
+}
+
 pub fn present(authorization: Option<&str>, config: &Config, now: UnixMillis) -> Presented {
     match bearer::parse(authorization) {
         Err(e) => Presented::Refused(e),
         Ok(Bearer::ApiKey(key)) => Presented::ApiKey { hash: key.hash() },
-        Ok(Bearer::Jwt(token)) => match config.jwt.verify(token, now) {
-            Ok(session) => Presented::Session(session),
-            Err(JwtError::Expired) => Presented::Refused(ApiError::unauthorized(EXPIRED_TOKEN)),
-            Err(JwtError::Invalid) => Presented::Refused(ApiError::unauthorized(INVALID_TOKEN)),
-        },
+        Ok(Bearer::Jwt(token)) => {
+            match SESSIONS.with(|cache| cache.borrow_mut().verify(&config.jwt, token, now)) {
+                Ok(session) => Presented::Session(session),
+                Err(JwtError::Expired) => Presented::Refused(ApiError::unauthorized(EXPIRED_TOKEN)),
+                Err(JwtError::Invalid) => Presented::Refused(ApiError::unauthorized(INVALID_TOKEN)),
+            }
+        }
     }
 }
 

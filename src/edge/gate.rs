@@ -15,7 +15,10 @@
 //! that would read D1 before anyone is authenticated (`/healthz`, or a key during a known
 //! cooldown) fails closed; a refused credential still gets its 401.
 
-use std::cell::RefCell;
+use std::{
+    cell::{Cell, RefCell},
+    collections::HashMap,
+};
 
 use futures_util::future::join;
 use worker::{Env, Response};
@@ -25,6 +28,7 @@ use crate::core::{
     config::Config,
     error::{ApiError, ErrorKind},
     ipgate::{Caller, IsolateMemory},
+    lease::{lease_ms, Lease, Step},
     log::RequestLog,
     ratelimit::{rate_limit_headers, whole_seconds, Decision, HeaderEntry, Policy},
     time::UnixMillis,
@@ -33,6 +37,56 @@ use crate::core::{
 thread_local! {
     /// Cooldowns seen and key successes reported by this isolate.
     static MEMORY: RefCell<IsolateMemory> = RefCell::new(IsolateMemory::default());
+    /// This isolate's leases of principals' budgets (`core/lease.rs`).
+    static LEASES: RefCell<HashMap<String, Lease>> = RefCell::new(HashMap::new());
+}
+
+/// Principals whose leases an isolate keeps; past this, idle ones are dropped (losing a
+/// lease only ever costs its unspent tokens).
+const MAX_LEASES: usize = 10_000;
+
+/// The principal's decision: from this isolate's lease when it holds a token, else from
+/// the principal's object, which grants the next lease. The test hook always asks.
+async fn principal_decision(
+    env: &Env,
+    key: &str,
+    policy: &Policy,
+    fail: bool,
+    now: UnixMillis,
+    calls: &Cell<u32>,
+) -> worker::Result<Decision> {
+    if fail {
+        calls.set(calls.get() + 1);
+        return limiter::check(env, key, policy, fail).await;
+    }
+    let step = with_lease(key, now, |lease| lease.step(policy, now));
+    let (want, renewal) = match step {
+        Step::Spent(decision) => return Ok(decision),
+        Step::Ask { want, renewal } => (want, renewal),
+    };
+    calls.set(calls.get() + 1);
+    let answer = limiter::lease(env, key, policy, want, lease_ms(policy), false).await;
+    let later = super::app::now();
+    with_lease(key, later, |lease| match answer {
+        Ok(grant) => Ok(lease.answer(policy, now, later, renewal, grant)),
+        Err(e) => {
+            lease.failed(renewal);
+            Err(e)
+        }
+    })
+}
+
+fn with_lease<T>(key: &str, now: UnixMillis, f: impl FnOnce(&mut Lease) -> T) -> T {
+    LEASES.with(|leases| {
+        let mut leases = leases.borrow_mut();
+        if leases.len() >= MAX_LEASES && !leases.contains_key(key) {
+            leases.retain(|_, lease| !lease.is_idle(now));
+            if leases.len() >= MAX_LEASES {
+                leases.clear();
+            }
+        }
+        f(leases.entry(key.to_string()).or_default())
+    })
 }
 
 pub struct Admission {
@@ -88,6 +142,7 @@ pub async fn admit(env: &Env, config: &Config, req: Request<'_>) -> Result<Admis
     // without a D1 read, unless the key authenticated from there lately.
     if let (Caller::Key, Some(hash)) = (req.caller, &req.key_hash) {
         if let Some(until) = MEMORY.with(|m| m.borrow().cooldown(&req.ip_key, req.now)) {
+            req.log.do_calls += 1;
             match limiter::knows(env, &req.ip_key, hash, fail).await {
                 Ok(true) => {}
                 Ok(false) => return Err(limited(until - req.now)),
@@ -96,8 +151,10 @@ pub async fn admit(env: &Env, config: &Config, req: Request<'_>) -> Result<Admis
         }
     }
 
+    let calls = Cell::new(0);
     let ip = async {
         if req.caller.charged_to_ip() {
+            calls.set(calls.get() + 1);
             Some(limiter::check(env, &req.ip_key, &limits.ip, fail).await)
         } else {
             None
@@ -105,11 +162,14 @@ pub async fn admit(env: &Env, config: &Config, req: Request<'_>) -> Result<Admis
     };
     let principal = async {
         match &req.principal_key {
-            Some(key) => Some(limiter::check(env, key, &limits.principal, fail).await),
+            Some(key) => {
+                Some(principal_decision(env, key, &limits.principal, fail, req.now, &calls).await)
+            }
             None => None,
         }
     };
     let (ip, principal) = join(ip, principal).await;
+    req.log.do_calls += calls.get();
 
     let mut entries = Vec::with_capacity(2);
     let mut unavailable = None;

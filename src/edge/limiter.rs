@@ -2,9 +2,13 @@
 //! principal), and the worker's client for it. An address's object also keeps the keys that
 //! authenticated from it (`core/ipgate.rs`), which a cooldown lets through.
 //!
-//! The object owns that key's `WindowState`: in memory while it lives, and in storage so an
-//! eviction loses nothing. The decision is made synchronously between loading and storing,
-//! and the runtime delivers one event at a time, so concurrent requests are counted exactly.
+//! The object owns that key's `WindowState` in memory, and decides synchronously, one event
+//! at a time, so concurrent requests are counted exactly. It writes the state to storage
+//! rarely, not per request: at most once every [`PERSIST_MS`], and from an alarm that
+//! flushes what is left. What an eviction can lose is bounded: the requests counted since
+//! the last write, at most [`PERSIST_MS`] of them, and only if the flush alarm has not run
+//! (it is set for [`PERSIST_MS`] after that write). The window may then admit that many
+//! more once; nothing else is lost. The state is stored as one JSON string.
 
 use std::cell::{Cell, RefCell};
 
@@ -17,11 +21,14 @@ use worker::{
 
 use crate::core::{
     ipgate::KnownKeys,
-    ratelimit::{Decision, Policy, WindowState},
+    ratelimit::{Decision, Grant, Policy, WindowState},
 };
 
 /// Versioned: an object holding an older layout starts afresh instead of failing to load.
-const STATE_KEY: &str = "window.v2";
+const STATE_KEY: &str = "window.v3";
+
+/// The longest the stored state lags the state in memory.
+pub const PERSIST_MS: i64 = 1000;
 
 /// What the object keeps in storage: the window, and when it stops mattering (for cleanup;
 /// the alarm does not know the policy).
@@ -44,6 +51,15 @@ enum Message {
         #[serde(default)]
         fail: bool,
     },
+    /// Grant up to `want` tokens, the first now and the rest held for `hold_ms`
+    /// (`core/lease.rs`).
+    Lease {
+        policy: Policy,
+        want: u32,
+        hold_ms: i64,
+        #[serde(default)]
+        fail: bool,
+    },
     /// The key with this hash authenticated from this address.
     Record { hash: String },
     /// Whether the key with this hash authenticated from this address lately.
@@ -61,6 +77,30 @@ pub async fn check(env: &Env, key: &str, policy: &Policy, fail: bool) -> Result<
         key,
         &Message::Check {
             policy: *policy,
+            fail,
+        },
+    )
+    .await?
+    .json()
+    .await
+}
+
+/// Asks the object named `key` for a lease of up to `want` tokens: one round trip.
+pub async fn lease(
+    env: &Env,
+    key: &str,
+    policy: &Policy,
+    want: u32,
+    hold_ms: i64,
+    fail: bool,
+) -> Result<Grant> {
+    send(
+        env,
+        key,
+        &Message::Lease {
+            policy: *policy,
+            want,
+            hold_ms,
             fail,
         },
     )
@@ -126,8 +166,11 @@ pub struct RateLimiter {
     test_hooks: bool,
     /// `None` until loaded from storage. Never borrowed across an `.await`.
     stored: RefCell<Option<Stored>>,
-    /// When the cleanup alarm is set for, if it is.
+    /// When the alarm is set for, if it is.
     alarm_at: Cell<Option<i64>>,
+    /// When the state was last written, and whether memory has changed since.
+    persisted_at: Cell<i64>,
+    dirty: Cell<bool>,
 }
 
 impl DurableObject for RateLimiter {
@@ -137,6 +180,8 @@ impl DurableObject for RateLimiter {
             test_hooks: test_hooks_enabled(&env),
             stored: RefCell::new(None),
             alarm_at: Cell::new(None),
+            persisted_at: Cell::new(0),
+            dirty: Cell::new(false),
         }
     }
 
@@ -144,18 +189,14 @@ impl DurableObject for RateLimiter {
         let message: Message = req.json().await?;
         let fail = matches!(
             message,
-            Message::Check { fail: true, .. } | Message::Knows { fail: true, .. }
+            Message::Check { fail: true, .. }
+                | Message::Lease { fail: true, .. }
+                | Message::Knows { fail: true, .. }
         );
         if fail && self.test_hooks {
             return Err(worker::Error::RustError("injected limiter failure".into()));
         }
-        if self.stored.borrow().is_none() {
-            let loaded = self.state.storage().get::<Stored>(STATE_KEY).await?;
-            let mut slot = self.stored.borrow_mut();
-            if slot.is_none() {
-                *slot = Some(loaded.unwrap_or_default());
-            }
-        }
+        self.load().await?;
         let now = Date::now().as_millis() as i64;
         let (answer, changed) = {
             let mut slot = self.stored.borrow_mut();
@@ -166,6 +207,16 @@ impl DurableObject for RateLimiter {
                     let decision = stored.window.decide(policy, now);
                     stored.idle_after = stored.window.idle_after(policy);
                     serde_json::to_string(&decision)?
+                }
+                Message::Lease {
+                    policy,
+                    want,
+                    hold_ms,
+                    ..
+                } => {
+                    let grant = stored.window.take(policy, now, *want, *hold_ms);
+                    stored.idle_after = stored.window.idle_after(policy);
+                    serde_json::to_string(&grant)?
                 }
                 Message::Record { hash } => {
                     stored.known.record(hash, now);
@@ -180,12 +231,16 @@ impl DurableObject for RateLimiter {
             (answer, changed.then(|| stored.clone()))
         };
         if let Some(snapshot) = changed {
-            let storage = self.state.storage();
-            storage.put(STATE_KEY, &snapshot).await?;
-            // Cleanup only: correctness never depends on this alarm firing.
-            if self.alarm_at.get().is_none() {
-                storage.set_alarm(snapshot.idle_after - now + 1).await?;
-                self.alarm_at.set(Some(snapshot.idle_after + 1));
+            if now - self.persisted_at.get() >= PERSIST_MS {
+                self.persist(&snapshot, now).await?;
+                // Cleanup only: correctness never depends on this alarm firing.
+                self.alarm_no_later_than(snapshot.idle_after + 1, now)
+                    .await?;
+            } else {
+                // Written by the alarm, or by the first change after PERSIST_MS.
+                self.dirty.set(true);
+                self.alarm_no_later_than(self.persisted_at.get() + PERSIST_MS, now)
+                    .await?;
             }
         }
         let response = Response::ok(answer)?;
@@ -193,22 +248,63 @@ impl DurableObject for RateLimiter {
         Ok(response)
     }
 
-    /// Deletes the state once nothing in it can matter, or looks again when it will not.
+    /// Flushes what memory holds, then deletes the state once nothing in it can matter, or
+    /// looks again when it will.
     async fn alarm(&self) -> Result<Response> {
         self.alarm_at.set(None);
-        let storage = self.state.storage();
-        let loaded = storage.get::<Stored>(STATE_KEY).await?;
+        self.load().await?;
         let now = Date::now().as_millis() as i64;
-        match loaded {
-            Some(s) if s.idle_after >= now => {
-                storage.set_alarm(s.idle_after - now + 1).await?;
-                self.alarm_at.set(Some(s.idle_after + 1));
+        let snapshot = self.stored.borrow().clone().unwrap_or_default();
+        if snapshot.idle_after >= now {
+            if self.dirty.get() {
+                self.persist(&snapshot, now).await?;
             }
-            _ => {
-                storage.delete_all().await?;
-                self.stored.replace(None);
-            }
+            self.alarm_no_later_than(snapshot.idle_after + 1, now)
+                .await?;
+        } else {
+            self.state.storage().delete_all().await?;
+            self.stored.replace(None);
+            self.dirty.set(false);
         }
         Response::ok("")
+    }
+}
+
+impl RateLimiter {
+    /// Loads the stored state into memory, once per object lifetime.
+    async fn load(&self) -> Result<()> {
+        if self.stored.borrow().is_some() {
+            return Ok(());
+        }
+        let text = self.state.storage().get::<String>(STATE_KEY).await?;
+        let loaded = text
+            .and_then(|t| serde_json::from_str::<Stored>(&t).ok())
+            .unwrap_or_default();
+        let mut slot = self.stored.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(loaded);
+        }
+        Ok(())
+    }
+
+    async fn persist(&self, snapshot: &Stored, now: i64) -> Result<()> {
+        let text = serde_json::to_string(snapshot)?;
+        self.state
+            .storage()
+            .put_raw(STATE_KEY, JsValue::from_str(&text))
+            .await?;
+        self.persisted_at.set(now);
+        self.dirty.set(false);
+        Ok(())
+    }
+
+    /// Makes sure an alarm runs at `at` or earlier.
+    async fn alarm_no_later_than(&self, at: i64, now: i64) -> Result<()> {
+        if self.alarm_at.get().is_some_and(|set| set <= at) {
+            return Ok(());
+        }
+        self.state.storage().set_alarm((at - now).max(1)).await?;
+        self.alarm_at.set(Some(at));
+        Ok(())
     }
 }

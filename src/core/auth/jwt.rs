@@ -136,6 +136,15 @@ impl JwtVerifier {
     }
 
     pub fn verify(&self, token: &str, now: UnixMillis) -> Result<Session, JwtError> {
+        self.verify_until(token, now).map(|(session, _)| session)
+    }
+
+    /// [`JwtVerifier::verify`], with the token's `exp` (Unix milliseconds).
+    pub fn verify_until(
+        &self,
+        token: &str,
+        now: UnixMillis,
+    ) -> Result<(Session, UnixMillis), JwtError> {
         if has_crit_header(token) {
             return Err(JwtError::Invalid);
         }
@@ -189,9 +198,12 @@ impl JwtVerifier {
         if custom.sub.is_empty() || custom.sub.len() > 255 {
             return Err(JwtError::Invalid);
         }
-        Ok(Session {
-            user_id: custom.sub.clone(),
-        })
+        Ok((
+            Session {
+                user_id: custom.sub.clone(),
+            },
+            exp,
+        ))
     }
 }
 

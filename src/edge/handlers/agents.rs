@@ -53,6 +53,7 @@ pub async fn heartbeat(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         last_seen: ctx.now,
         version: body.version,
     };
+    ctx.log.do_calls += 1;
     presence_object::beat(ctx.env, team_id, seen, fail_presence(ctx))
         .await
         .map_err(presence_unavailable)?;
@@ -67,10 +68,11 @@ pub async fn heartbeat(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
 
 /// The team's usable device keys (D1) and their last heartbeats (presence), together.
 async fn devices_and_presence(
-    ctx: &Ctx<'_>,
+    ctx: &mut Ctx<'_>,
     team_id: &str,
     page: Option<(Option<&str>, usize)>,
 ) -> Result<(Vec<DeviceKey>, Vec<Seen>), ApiError> {
+    ctx.log.do_calls += 1;
     let (devices, seen) = join(
         ctx.repo.device_keys(team_id, ctx.now, page),
         presence_object::read(ctx.env, team_id, ctx.now, fail_presence(ctx)),

@@ -1,0 +1,438 @@
+//! Leased rate-limit tokens: how an isolate spends a principal's budget without asking the
+//! principal's limiter object on every request.
+//!
+//! The protocol, for one principal in one isolate:
+//! - A request spends a local token when the isolate holds one whose lease has not ended:
+//!   no call to the object.
+//! - Otherwise it asks the object. One renewal per isolate is in flight at a time, asking
+//!   for the lease size; any other request that finds the pool empty meanwhile asks for one
+//!   token, for itself only. The object grants at most what its window has left
+//!   ([`WindowState::take`]): the first token for the asking request, the rest for the pool,
+//!   which spends them until the lease ends, [`lease_ms`] after the request was sent.
+//! - The object counts the first token at its decision and the others at the decision plus
+//!   [`lease_ms`], which is after the lease ends in the isolate (it started counting at
+//!   sending, before the decision). So a token is always counted at or after the moment it
+//!   is spent, and for a whole window from then.
+//!
+//! Hence the limit is never exceeded, whatever the number of isolates: at any time `s`, the
+//! tokens spent in `(s - window, s]` were all granted at or before `s` and are counted in
+//! the object's window at `s`; its count only falls between grants, and a grant never takes
+//! it above the limit. The cost is under-admission: a lease's unspent tokens are lost when
+//! it ends, at most one lease ([`max_lease`] tokens) per isolate and principal per
+//! [`lease_ms`]. Leases start at 1 token (at low rates, exactly one call per request, as
+//! without leases) and double while demand empties each lease before it ends, up to
+//! [`max_lease`]: `limit / 20`, at most [`MAX_LEASE`]. For the contract's 600 a minute
+//! that is 30 tokens and one second.
+
+use std::collections::VecDeque;
+
+use super::{
+    ratelimit::{Decision, Grant, Policy},
+    time::UnixMillis,
+};
+
+/// The largest lease, whatever the limit.
+pub const MAX_LEASE: u32 = 32;
+/// How long a lease lasts, at most.
+pub const LEASE_MS: i64 = 1000;
+
+/// The largest lease for `policy`: a twentieth of the limit, 1 to [`MAX_LEASE`]. Limits
+/// under 40 are never leased beyond one token, so they stay exact.
+pub fn max_lease(policy: &Policy) -> u32 {
+    (policy.limit / 20).clamp(1, MAX_LEASE)
+}
+
+/// How long a lease lasts for `policy`: [`LEASE_MS`], or a tenth of a shorter window.
+pub fn lease_ms(policy: &Policy) -> i64 {
+    LEASE_MS.min(policy.window_ms / 10).max(0)
+}
+
+/// One principal's lease in one isolate.
+#[derive(Debug, Clone, Default)]
+pub struct Lease {
+    /// Unspent tokens, `(when their lease ends, how many)`, earliest end first.
+    pool: VecDeque<(UnixMillis, u32)>,
+    /// The size the last renewal asked for.
+    want: u32,
+    /// When the last renewal's lease ends, and whether its tokens all went before that.
+    last_end: UnixMillis,
+    emptied: bool,
+    /// A renewal is in flight.
+    renewing: bool,
+    /// What the object said at the last grant: budget left, and when its window resets.
+    remaining: u32,
+    reset_at: UnixMillis,
+}
+
+/// What a request does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// It spent a local token: admitted, no call.
+    Spent(Decision),
+    /// Ask the object for `want` tokens; `renewal` when this is the isolate's lease renewal.
+    Ask { want: u32, renewal: bool },
+}
+
+impl Lease {
+    pub fn step(&mut self, policy: &Policy, now: UnixMillis) -> Step {
+        if let Some(decision) = self.spend(now) {
+            return Step::Spent(decision);
+        }
+        if self.renewing {
+            return Step::Ask {
+                want: 1,
+                renewal: false,
+            };
+        }
+        // Demand that emptied the last lease before it ended doubles the next one.
+        self.want = if self.emptied && now < self.last_end {
+            (self.want.max(1) * 2).min(max_lease(policy))
+        } else {
+            1
+        };
+        self.renewing = true;
+        Step::Ask {
+            want: self.want,
+            renewal: true,
+        }
+    }
+
+    /// The object's answer to a [`Step::Ask`] sent at `sent_at`: the decision for the
+    /// request that asked. Granted tokens beyond its own join the pool until `sent_at` plus
+    /// [`lease_ms`].
+    pub fn answer(
+        &mut self,
+        policy: &Policy,
+        sent_at: UnixMillis,
+        now: UnixMillis,
+        renewal: bool,
+        grant: Grant,
+    ) -> Decision {
+        if renewal {
+            self.renewing = false;
+        }
+        match grant.decision {
+            Decision::Allowed {
+                remaining,
+                reset_ms,
+            } => {
+                let end = sent_at + lease_ms(policy);
+                if grant.granted > 1 && end > now {
+                    let at = self.pool.partition_point(|&(e, _)| e <= end);
+                    self.pool.insert(at, (end, grant.granted - 1));
+                }
+                if renewal {
+                    self.last_end = end;
+                    self.emptied = grant.granted <= 1;
+                }
+                self.remaining = remaining;
+                self.reset_at = now + reset_ms;
+                Decision::Allowed {
+                    remaining: remaining + self.unspent(),
+                    reset_ms,
+                }
+            }
+            Decision::Limited { .. } => {
+                if renewal {
+                    self.emptied = false;
+                }
+                // Tokens another answer brought in meanwhile still serve this request.
+                self.spend(now).unwrap_or(grant.decision)
+            }
+        }
+    }
+
+    /// The object could not be reached.
+    pub fn failed(&mut self, renewal: bool) {
+        if renewal {
+            self.renewing = false;
+            self.emptied = false;
+        }
+    }
+
+    /// Whether this lease holds nothing worth keeping at `now` (so a bounded cache may
+    /// drop it).
+    pub fn is_idle(&self, now: UnixMillis) -> bool {
+        !self.renewing && self.pool.iter().all(|&(end, _)| end <= now) && now >= self.last_end
+    }
+
+    fn unspent(&self) -> u32 {
+        self.pool.iter().map(|&(_, n)| n).sum()
+    }
+
+    fn spend(&mut self, now: UnixMillis) -> Option<Decision> {
+        while self.pool.front().is_some_and(|&(end, _)| end <= now) {
+            self.pool.pop_front();
+        }
+        let (_, n) = self.pool.front_mut()?;
+        *n -= 1;
+        if *n == 0 {
+            self.pool.pop_front();
+        }
+        if self.pool.is_empty() {
+            self.emptied = true;
+        }
+        Some(Decision::Allowed {
+            remaining: self.remaining + self.unspent(),
+            reset_ms: (self.reset_at - now).max(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ratelimit::WindowState;
+    use std::collections::BinaryHeap;
+
+    fn policy(limit: u32, window_ms: i64) -> Policy {
+        Policy {
+            limit,
+            window_ms,
+            cooldown_ms: 0,
+        }
+    }
+
+    /// A deterministic pseudo-random sequence (xorshift), so failures replay.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self, below: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % below
+        }
+    }
+
+    enum Event {
+        /// A request reaches isolate `.1`.
+        Arrive(usize),
+        /// The object decides an ask sent at `.1` by isolate `.0`.
+        Decide(usize, i64, u32, bool),
+        /// The answer reaches the isolate.
+        Answer(usize, i64, bool, u32, Decision),
+    }
+
+    struct Timed {
+        at: i64,
+        seq: u64,
+        event: Event,
+    }
+    impl PartialEq for Timed {
+        fn eq(&self, other: &Self) -> bool {
+            (self.at, self.seq) == (other.at, other.seq)
+        }
+    }
+    impl Eq for Timed {}
+    impl PartialOrd for Timed {
+        fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+            Some(self.cmp(other))
+        }
+    }
+    impl Ord for Timed {
+        // Reversed: BinaryHeap pops the greatest, and we want the earliest.
+        fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+            (other.at, other.seq).cmp(&(self.at, self.seq))
+        }
+    }
+
+    struct Outcome {
+        /// When each admitted request was admitted.
+        admitted: Vec<i64>,
+        refused: usize,
+        calls: usize,
+    }
+
+    /// `isolates` isolates share one object; requests arrive at random isolates, on average
+    /// every `gap_ms`, for `duration_ms`; each call takes `latency_ms` each way.
+    fn simulate(
+        policy: &Policy,
+        isolates: usize,
+        gap_ms: u64,
+        duration_ms: i64,
+        latency_ms: i64,
+        seed: u64,
+    ) -> Outcome {
+        let mut rng = Rng(seed | 1);
+        let mut object = WindowState::default();
+        let mut leases = vec![Lease::default(); isolates];
+        // Events by (time, sequence), earliest first.
+        let mut queue: BinaryHeap<Timed> = BinaryHeap::new();
+        let mut seq = 0u64;
+        let mut push = |queue: &mut BinaryHeap<Timed>, at: i64, event: Event| {
+            seq += 1;
+            queue.push(Timed { at, seq, event });
+        };
+        let mut t = 0;
+        while t < duration_ms {
+            push(
+                &mut queue,
+                t,
+                Event::Arrive(rng.next(isolates as u64) as usize),
+            );
+            t += rng.next(2 * gap_ms + 1) as i64;
+        }
+        let mut out = Outcome {
+            admitted: Vec::new(),
+            refused: 0,
+            calls: 0,
+        };
+        while let Some(Timed { at: now, event, .. }) = queue.pop() {
+            match event {
+                Event::Arrive(i) => match leases[i].step(policy, now) {
+                    Step::Spent(_) => out.admitted.push(now),
+                    Step::Ask { want, renewal } => {
+                        out.calls += 1;
+                        push(
+                            &mut queue,
+                            now + latency_ms,
+                            Event::Decide(i, now, want, renewal),
+                        );
+                    }
+                },
+                Event::Decide(i, sent, want, renewal) => {
+                    let grant = object.take(policy, now, want, lease_ms(policy));
+                    // The asking request is admitted at the object's decision.
+                    if grant.decision.is_allowed() {
+                        out.admitted.push(now);
+                    }
+                    push(
+                        &mut queue,
+                        now + latency_ms,
+                        Event::Answer(i, sent, renewal, grant.granted, grant.decision),
+                    );
+                }
+                Event::Answer(i, sent, renewal, granted, decision) => {
+                    let was_allowed = decision.is_allowed();
+                    let d =
+                        leases[i].answer(policy, sent, now, renewal, Grant { granted, decision });
+                    match (was_allowed, d.is_allowed()) {
+                        (true, _) => {}
+                        // Refused by the object, served from tokens that came in meanwhile.
+                        (false, true) => out.admitted.push(now),
+                        (false, false) => out.refused += 1,
+                    }
+                }
+            }
+        }
+        out.admitted.sort_unstable();
+        out
+    }
+
+    /// The most requests admitted in any window `(s - window, s]`.
+    fn busiest_window(admitted: &[i64], window_ms: i64) -> usize {
+        let mut most = 0;
+        let mut start = 0;
+        for (end, &at) in admitted.iter().enumerate() {
+            while admitted[start] <= at - window_ms {
+                start += 1;
+            }
+            most = most.max(end + 1 - start);
+        }
+        most
+    }
+
+    #[test]
+    fn the_limit_is_never_exceeded_whatever_the_number_of_isolates() {
+        let p = policy(600, 60_000);
+        for (isolates, gap, latency, seed) in [
+            (1, 5, 2, 1),
+            (4, 3, 10, 2),
+            (16, 1, 25, 3),
+            (64, 1, 40, 4),
+            (200, 2, 5, 5),
+        ] {
+            let out = simulate(&p, isolates, gap, 180_000, latency, seed);
+            let busiest = busiest_window(&out.admitted, p.window_ms);
+            assert!(
+                busiest <= 600,
+                "{isolates} isolates: {busiest} in one window"
+            );
+            // Under sustained load the budget is used, less at most one lease per isolate
+            // in a window.
+            let floor = 600usize.saturating_sub(isolates * max_lease(&p) as usize);
+            assert!(
+                busiest >= floor.min(600),
+                "{isolates} isolates: only {busiest} of 600"
+            );
+            assert!(out.refused > 0);
+        }
+    }
+
+    #[test]
+    fn one_isolate_admits_exactly_600_of_601_in_a_minute() {
+        let p = policy(600, 60_000);
+        // 601 requests back to back in one isolate, a millisecond apart.
+        let mut object = WindowState::default();
+        let mut lease = Lease::default();
+        let (mut passed, mut calls) = (0, 0);
+        for i in 0..601 {
+            let now = i;
+            match lease.step(&p, now) {
+                Step::Spent(_) => passed += 1,
+                Step::Ask { want, renewal } => {
+                    calls += 1;
+                    let grant = object.take(&p, now, want, lease_ms(&p));
+                    if lease.answer(&p, now, now, renewal, grant).is_allowed() {
+                        passed += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(passed, 600);
+        assert!(calls < 601 / 10, "{calls} object calls for 601 requests");
+    }
+
+    #[test]
+    fn sustained_load_makes_fewer_than_one_call_per_ten_requests() {
+        let p = policy(1_000_000, 60_000);
+        let out = simulate(&p, 1, 1, 60_000, 1, 11);
+        let requests = out.admitted.len() + out.refused;
+        assert!(
+            out.calls * 10 < requests,
+            "{} calls for {requests}",
+            out.calls
+        );
+    }
+
+    #[test]
+    fn leases_start_at_one_and_shrink_back_when_demand_slows() {
+        let p = policy(600, 60_000);
+        let mut object = WindowState::default();
+        let mut lease = Lease::default();
+        let mut ask = |lease: &mut Lease, now| match lease.step(&p, now) {
+            Step::Spent(_) => 0,
+            Step::Ask { want, renewal } => {
+                let grant = object.take(&p, now, want, lease_ms(&p));
+                lease.answer(&p, now, now, renewal, grant);
+                want
+            }
+        };
+        // Slow: one request every two seconds is one call each, for one token.
+        assert_eq!(
+            (0..5)
+                .map(|i| ask(&mut lease, i * 2000))
+                .collect::<Vec<_>>(),
+            [1, 1, 1, 1, 1]
+        );
+        // Fast: the lease doubles while each empties before it ends, up to 30.
+        let wants: Vec<u32> = (0..200)
+            .map(|i| ask(&mut lease, 20_000 + i))
+            .filter(|&w| w > 0)
+            .collect();
+        assert_eq!(wants[..6], [1, 2, 4, 8, 16, 30]);
+        assert!(wants.iter().all(|&w| w <= max_lease(&p)));
+        // Idle again: back to one.
+        assert_eq!(ask(&mut lease, 40_000), 1);
+    }
+
+    #[test]
+    fn small_limits_are_never_leased() {
+        assert_eq!(max_lease(&policy(5, 60_000)), 1);
+        assert_eq!(max_lease(&policy(39, 60_000)), 1);
+        assert_eq!(max_lease(&policy(600, 60_000)), 30);
+        assert_eq!(max_lease(&policy(1_000_000, 60_000)), MAX_LEASE);
+        assert_eq!(lease_ms(&policy(600, 60_000)), 1000);
+        assert_eq!(lease_ms(&policy(40, 2_000)), 200);
+    }
+}
