@@ -16,10 +16,23 @@ const meta = Object.fromEntries(
 );
 const [header, ...lines] = readFileSync(join(runDir, "results.tsv"), "utf8").trim().split("\n");
 const cols = header.split("\t");
-const rows = lines.map((l) => {
+const allRows = lines.map((l) => {
   const v = l.split("\t");
-  return Object.fromEntries(cols.map((c, i) => [c, c === "scenario" ? v[i] : Number(v[i])]));
+  return Object.fromEntries(cols.map((c, i) => [c, ["scenario", "mode"].includes(c) ? v[i] : Number(v[i])]));
 });
+for (const r of allRows) r.mode ??= "wrangler";
+const MODES = ["wrangler", "miniflare"].filter((m) => allRows.some((r) => r.mode === m));
+
+// What the worker counted per request (bench.sh's probe after the load).
+const trips = {};
+const tripsPath = join(runDir, "roundtrips.tsv");
+if (existsSync(tripsPath)) {
+  const [, ...tl] = readFileSync(tripsPath, "utf8").trim().split("\n");
+  for (const l of tl) {
+    const [mode, scenario, n, d1, dos] = l.split("\t");
+    trips[`${mode}/${scenario}`] = { n: Number(n), d1, dos };
+  }
+}
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -29,52 +42,66 @@ const median = (xs) => {
 const LABELS = {
   a_floor: "(a) floor: JS worker, constant response",
   a2_floor_log: "(a′) reference: the floor + one `console.log` line",
+  r1_read: "(R1) reference: JS worker, one D1 batch of 2 reads + a log line",
+  r2_write: "(R2) reference: JS worker, one D1 write batch (a change and its audit row) + a log line",
+  r3_fetch: "(R3) reference: JS worker fetching the provider stub directly",
   f_404: "(f) reference: 404 (no DO, no D1)",
-  g_401: "(g) reference: 401, forged `sk-` key (1 DO, no D1)",
-  b_healthz: "(b) `GET /healthz` (1 DO, 1 D1)",
-  c_get_sk: "(c) `GET` credential, `sk-` key (1 DO: the principal's limiter; 1 D1 batch of 2 reads)",
-  d_get_jwt: "(d) `GET` credential, HS256 JWT + `X-Team-ID` (1 DO, 1 D1 batch of 2 reads)",
-  e_put_sk: "(e) `PUT` credential, `sk-` key (1 DO, 1 D1 read batch, the provider check, 1 write batch)",
-  h_floor_io: "(h) reference: JS worker making 2 DO calls and 1 D1 batch of 2 reads ((c)'s round trips before issue 14)",
-  i_heartbeat: "(i) `POST /api/v1/agents/heartbeat`, `dk-` key (1 DO limiter, 1 D1 read, 1 presence DO write)",
-  j_route: "(j) `POST /api/v1/tasks/route`, an agent online (1 DO limiter, 1 D1 batch + 1 D1 read, 1 presence DO read)",
+  g_401: "(g) reference: 401, forged `sk-` key (the address's limiter DO, no D1)",
+  b_healthz: "(b) `GET /healthz` (the address's limiter DO, 1 D1 read)",
+  c_get_sk: "(c) `GET` credential, `sk-` key (a leased principal limit; 1 D1 batch of 2 reads)",
+  d_get_jwt: "(d) `GET` credential, HS256 JWT + `X-Team-ID` (a leased principal limit; 1 D1 batch)",
+  e_put_sk: "(e) `PUT` credential, `sk-` key (1 D1 read batch, the provider check, 1 write batch)",
+  h_floor_io: "(h) reference: JS worker making 2 DO calls and 1 D1 batch of 2 reads ((c) before issue 14)",
+  i_heartbeat: "(i) `POST /api/v1/agents/heartbeat`, `dk-` key (1 D1 read, 1 presence DO write)",
+  j_route: "(j) `POST /api/v1/tasks/route`, an agent online (D1 reads, 1 presence DO read)",
+  k_proxy: "(k) proxied `GET` of the stub's account endpoint through the path mount (`sk-` key with `use`)",
 };
-const scenarios = Object.keys(LABELS).filter((s) => rows.some((r) => r.scenario === s));
-const by = (s) => rows.filter((r) => r.scenario === s);
-const stat = {};
-for (const s of scenarios) {
-  const rs = by(s);
-  stat[s] = {
-    rps: median(rs.map((r) => r.rps)),
-    p50: median(rs.map((r) => r.p50_ms)),
-    p99: median(rs.map((r) => r.p99_ms)),
-    cpu: median(rs.map((r) => r.cpu_ms_per_req)),
-    // (f) and (g) answer 404 and 401 by design: only socket errors count there.
-    non2xx: rs.reduce((t, r) => t + (["f_404", "g_401"].includes(s) ? 0 : r.non2xx) + r.socket_errors, 0),
-    requests: rs.reduce((t, r) => t + r.requests, 0),
-    rounds: rs.length,
-  };
+const stats = {};
+for (const mode of MODES) {
+  const rows = allRows.filter((r) => r.mode === mode);
+  const by = (s) => rows.filter((r) => r.scenario === s);
+  const st = {};
+  for (const s of Object.keys(LABELS)) {
+    const rs = by(s);
+    if (!rs.length) continue;
+    st[s] = {
+      rps: median(rs.map((r) => r.rps)),
+      p50: median(rs.map((r) => r.p50_ms)),
+      p99: median(rs.map((r) => r.p99_ms)),
+      cpu: median(rs.map((r) => r.cpu_ms_per_req)),
+      // (f) and (g) answer 404 and 401 by design: only socket errors count there.
+      non2xx: rs.reduce((t, r) => t + (["f_404", "g_401"].includes(s) ? 0 : r.non2xx) + r.socket_errors, 0),
+      requests: rs.reduce((t, r) => t + r.requests, 0),
+      // Per-round ratios to the floor of the same round: their spread shows the noise.
+      ratios: rs
+        .map((r) => {
+          const f = by("a_floor").find((x) => x.round === r.round);
+          return f && f.rps ? r.rps / f.rps : NaN;
+        })
+        .filter((x) => !Number.isNaN(x)),
+    };
+  }
+  stats[mode] = st;
 }
-// Per-round ratios to the floor of the same round: their spread shows the noise.
-const roundRatios = (s, field) =>
-  by(s)
-    .map((r) => {
-      const f = by("a_floor").find((x) => x.round === r.round);
-      return f && f[field] ? r[field] / f[field] : NaN;
-    })
-    .filter((x) => !Number.isNaN(x));
 const f2 = (x) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 const range = (xs) => (xs.length ? `${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}` : "–");
 
+const stat = stats.wrangler ?? stats[MODES[0]];
 const floor = stat.a_floor;
-let http = "| scenario | req/s | p50 ms | p99 ms | req/s ÷ floor (rounds) | p99 ÷ floor p99 (rounds) | worker CPU ms/req | errors |\n";
-http += "| --- | ---: | ---: | ---: | --- | --- | ---: | ---: |\n";
-for (const s of scenarios) {
-  const x = stat[s];
-  const ratio = s === "a_floor" ? "1" : `**${(x.rps / floor.rps).toFixed(2)}** (${range(roundRatios(s, "rps"))})`;
-  const pratio = s === "a_floor" ? "1" : `**${(x.p99 / floor.p99).toFixed(1)}** (${range(roundRatios(s, "p99_ms"))})`;
-  http += `| ${LABELS[s]} | ${f2(x.rps)} | ${f2(x.p50)} | ${f2(x.p99)} | ${ratio} | ${pratio} | ${x.cpu.toFixed(2)} | ${x.non2xx} of ${x.requests} |\n`;
+const tables = {};
+for (const mode of MODES) {
+  const st = stats[mode];
+  let t = "| scenario | req/s | p50 ms | p99 ms | req/s ÷ floor (rounds) | p99 ÷ floor p99 | worker CPU ms/req | D1 / req | DO / req | errors |\n";
+  t += "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |\n";
+  for (const [s, x] of Object.entries(st)) {
+    const ratio = s === "a_floor" ? "1" : `**${(x.rps / st.a_floor.rps).toFixed(2)}** (${range(x.ratios)})`;
+    const pr = s === "a_floor" ? "1" : (x.p99 / st.a_floor.p99).toFixed(1);
+    const rt = trips[`${mode}/${s}`];
+    t += `| ${LABELS[s]} | ${f2(x.rps)} | ${f2(x.p50)} | ${f2(x.p99)} | ${ratio} | ${pr} | ${x.cpu.toFixed(2)} | ${rt?.d1 ?? "–"} | ${rt?.dos ?? "–"} | ${x.non2xx} of ${x.requests} |\n`;
+  }
+  tables[mode] = t;
 }
+const http = tables.wrangler ?? "";
 
 // Criterion medians, from target/criterion/<group>/<bench>/new/estimates.json.
 const critDir = "target/criterion";
@@ -98,20 +125,38 @@ let micro = "| benchmark | median |\n| --- | ---: |\n";
 for (const c of crit) micro += `| \`${c.name}\` | ${fmtNs(c.ns)} |\n`;
 const critOf = (n) => crit.find((c) => c.name === n)?.ns;
 
-// The targets of issue 7.
+// The targets of issue 16, in each mode, each a ratio within the same run.
 const gz = Number(meta.wasm_gzip_bytes);
 const targets = [];
 const check = (what, value, ok) =>
   targets.push(`| ${what} | ${value} | ${ok === null ? "(reference)" : ok ? "met" : "**missed**"} |`);
-if (stat.c_get_sk) check("(c) req/s ≥ 0.5 × floor", `${(stat.c_get_sk.rps / floor.rps).toFixed(2)} ×`, stat.c_get_sk.rps / floor.rps >= 0.5);
-if (stat.e_put_sk) check("(e) req/s ≥ 0.3 × floor", `${(stat.e_put_sk.rps / floor.rps).toFixed(2)} ×`, stat.e_put_sk.rps / floor.rps >= 0.3);
-if (stat.c_get_sk && stat.h_floor_io) check("for comparison: (c) req/s ÷ (h), the same round trips in JS", `${(stat.c_get_sk.rps / stat.h_floor_io.rps).toFixed(2)} ×`, null);
-if (stat.c_get_sk) check("(c) p99 ≤ 3 × floor p99", `${(stat.c_get_sk.p99 / floor.p99).toFixed(1)} ×`, stat.c_get_sk.p99 / floor.p99 <= 3);
-check("gzipped wasm ≤ 250 KB (250,000 bytes)", `${gz.toLocaleString("en")} bytes`, gz <= 250000);
-for (const n of ["request_hs256/get_credential", "request_hs256/put_credential"]) {
-  const ns = critOf(n);
-  if (ns !== undefined) check(`native HS256 verify + request handling < 20 µs (\`${n}\`)`, fmtNs(ns), ns < 20000);
+for (const mode of MODES) {
+  const st = stats[mode];
+  const ratio = (a, b, field = "rps") => (st[a] && st[b] ? st[a][field] / st[b][field] : NaN);
+  const x = (v) => `${v.toFixed(2)} ×`;
+  for (const s of ["c_get_sk", "d_get_jwt"]) {
+    const r1 = ratio(s, "r1_read");
+    if (!Number.isNaN(r1)) check(`${mode}: (${s[0]}) GET ≥ 0.9 × (R1)`, x(r1), r1 >= 0.9);
+    const fl = ratio(s, "a_floor");
+    if (!Number.isNaN(fl)) check(`${mode}: (${s[0]}) GET ≥ 0.3 × floor`, x(fl), fl >= 0.3);
+  }
+  const put = ratio("e_put_sk", "r2_write");
+  if (!Number.isNaN(put)) check(`${mode}: (e) PUT ≥ 0.9 × (R2)`, x(put), put >= 0.9);
+  const p99 = ratio("c_get_sk", "r1_read", "p99");
+  if (!Number.isNaN(p99)) check(`${mode}: (c) p99 ≤ 2 × (R1) p99`, x(p99), p99 <= 2);
+  const proxy = ratio("k_proxy", "r3_fetch");
+  if (!Number.isNaN(proxy)) check(`${mode}: (k) proxied GET ≥ 0.8 × (R3)`, x(proxy), proxy >= 0.8);
+  const hb = ratio("i_heartbeat", "a_floor");
+  if (!Number.isNaN(hb)) check(`${mode}: (i) heartbeat ≥ 0.5 × floor`, x(hb), hb >= 0.5);
+  if (st.c_get_sk && st.r1_read) {
+    const extra = st.c_get_sk.cpu - st.r1_read.cpu;
+    check(`${mode}: CPU per GET ≤ 0.5 ms above (R1)'s${mode === "miniflare" ? "" : " (the target is for Miniflare)"}`,
+      `${extra.toFixed(2)} ms`, mode === "miniflare" ? extra <= 0.5 : null);
+  }
+  const dos = Number(trips[`${mode}/c_get_sk`]?.dos);
+  if (!Number.isNaN(dos)) check(`${mode}: (c) DO calls per request under load < 0.1`, dos.toFixed(2), dos < 0.1);
 }
+check("gzipped wasm ≤ 250 KB (250,000 bytes)", `${gz.toLocaleString("en")} bytes`, gz <= 250000);
 
 // Where the worker's CPU goes, by differences between scenarios of this run.
 let split = "";
@@ -163,6 +208,7 @@ of the worker's whole process group (wrangler and both workerd processes) per re
 wrk's own CPU shares the same two cores. Worker vars: \`${meta.worker_vars}\`.
 
 ${http}
+${tables.miniflare ? `### HTTP, Miniflare directly (no \`wrangler dev\` proxy)\n\nThe same build, references and load, served by \`bench/miniflare.mjs\` (Miniflare ${meta.miniflare ?? ""}, the workerd wrangler bundles) on the same machine, interleaved with the rounds above.\n\n${tables.miniflare}\n` : ""}
 ${split}
 ${capacity}### Size and start-up
 
@@ -174,6 +220,7 @@ ${capacity}### Size and start-up
 | start-up: the same for the floor worker (to first 200 from \`/\`) | ${meta.startup_ms_floor} ms |
 | start-up: the same for the floor + log line reference | ${meta.startup_ms_floor_log} ms |
 | start-up: the same for the JS round-trips reference (h) | ${meta.startup_ms_floor_io} ms |
+| start-up: the real worker under Miniflare directly (spawn to first 200) | ${meta.startup_ms_mf_worker ?? "–"} ms |
 | not included above: the build command \`wrangler dev\` runs first with the project's \`wrangler.toml\` (\`scripts/build.sh\` with the wasm current, measured alone) | ${meta.build_noop_ms} ms |
 
 ### Native microbenchmarks of the core

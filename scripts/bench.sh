@@ -4,24 +4,27 @@
 # 1. setup (scripts/setup.sh), wrk from apt if missing, the release build (scripts/build.sh);
 # 2. native microbenchmarks of the pure core (`cargo bench --bench core`, criterion);
 # 3. gzipped wasm size, and start-up: wrangler dev spawn to the first 200 from /healthz;
-# 4. the real worker (fresh state, schema applied, limits raised) and a floor worker
-#    (bench/floor: a constant response) under the same wrangler, loaded with wrk in
-#    interleaved rounds: (a) floor, (a') floor plus one console.log line (bench/floor-log,
-#    a reference), (b) GET /healthz, (c) GET credential with an sk- key, (d) the same GET
-#    with an HS256 JWT + X-Team-ID, (e) PUT credential (sk- key), and two more references
-#    that split the cost: (f) a 404 (no Durable Object, no D1), (g) a 401 for a forged
-#    sk- key (the IP limiter's Durable Object only), and (h) a JavaScript worker making the
-#    round trips of (c) and nothing else (bench/floor-io), (i) an agent heartbeat (dk- key:
-#    D1 read, the team's presence object) and (j) a routing decision (an agent online);
-#    the provider stub (scripts/provider-stub.mjs) answers the PUT's verification;
-# 5. presence capacity: the route decision with 200, 1000 and 2000 agents in one team's
-#    presence object (BENCH_AGENTS), each having beaten once;
+# 4. the real worker (fresh state, migrations applied, limits raised) and the references,
+#    each in two modes, loaded with wrk in interleaved rounds: under `wrangler dev` (as a
+#    developer runs it) and under Miniflare directly (bench/miniflare.mjs: workerd with no
+#    wrangler proxy in front). References: (a) floor, a constant response (bench/floor);
+#    (a') the floor plus one console.log line; (R1) a JS worker making one D1 batch of two
+#    reads, (R2) one D1 write batch, (R3) one fetch of the provider stub (bench/floor-refs:
+#    the physical floor of the design, issue 16); (h) the round trips of (c) before issue 14
+#    (bench/floor-io); (f) a 404 and (g) a 401 for a forged key. The worker's scenarios:
+#    (b) GET /healthz, (c) GET credential with an sk- key, (d) the same with an HS256 JWT,
+#    (e) PUT credential, (i) an agent heartbeat, (j) a routing decision, (k) a proxied GET
+#    of the stub's account endpoint. After the load, 40 more requests per scenario are
+#    matched to the worker's log lines for its own count of D1 round trips and DO calls;
+#    the provider stub (scripts/provider-stub.mjs) answers the PUT's check and the proxy;
+# 5. presence capacity (wrangler mode): the route decision with 200, 1000 and 2000 agents in
+#    one team's presence object (BENCH_AGENTS), each having beaten once;
 # 6. medians per scenario, ratios to the floor, printed and written into BENCHMARKS.md
 #    (between the bench.sh markers; the rest of the file is left alone).
 #
 # Knobs (environment): BENCH_DURATION (10s), BENCH_WARMUP (3s), BENCH_ROUNDS (5),
 # BENCH_THREADS (2), BENCH_CONNECTIONS (32), BENCH_CRITERION (1; 0 skips step 2),
-# BENCH_WRITE (1; 0 leaves BENCHMARKS.md alone), BENCH_VARS (more `--var NAME:VALUE` for the
+# BENCH_WRITE (1; 0 leaves BENCHMARKS.md alone), BENCH_MODES ("wrangler miniflare"), BENCH_VARS (more `--var NAME:VALUE` for the
 # worker, space-separated, for experiments). Every process it starts is stopped on exit.
 #
 # The worker runs from a snapshot of build/ and a copy of wrangler.toml without its [build]
@@ -127,29 +130,40 @@ start() {
 
 
 state="$run_dir/state"
-mkdir -p "$state" "$run_dir/floor-state" "$run_dir/floor-log-state" "$run_dir/floor-io-state"
+mf_state="$run_dir/mf-state"
+mkdir -p "$state" "$mf_state" "$run_dir/floor-state" "$run_dir/floor-log-state" "$run_dir/floor-io-state" \
+  "$run_dir/refs-state" "$run_dir/mf-refs-state"
 config="$run_dir/wrangler.toml"
-awk -v main="$ROOT/$run_dir/build/index.js" -v migrations="$ROOT/migrations" '
+awk -v main="$ROOT/$run_dir/build/index.js" -v migrations="$ROOT/migrations" -v assets="$ROOT/public" '
   /^\[/ { skip = ($0 == "[build]") }
   /^main = / { print "main = \"" main "\""; next }
+  /^directory = / { print "directory = \"" assets "\""; next }
   /^migrations_dir = / { print "migrations_dir = \"" migrations "\""; next }
   !skip' wrangler.toml > "$config"
-"$WRANGLER" d1 migrations apply DB --local --config "$config" --persist-to "$state" \
-  > "$run_dir/schema.log" 2>&1
+for st in "$state" "$mf_state"; do
+  "$WRANGLER" d1 migrations apply DB --local --config "$config" --persist-to "$st" \
+    >> "$run_dir/schema.log" 2>&1
+done
 stub_port=$(free_port)
+stub_key=comfyui-bench-seed-0123456789
 setsid node scripts/provider-stub.mjs --port "$stub_port" \
-  --valid-key comfyui-bench-seed-0123456789 --valid-key comfyui-bench-0123456789abcdefghijklmnop \
+  --valid-key "$stub_key" --valid-key comfyui-bench-0123456789abcdefghijklmnop \
   > "$run_dir/stub.log" 2>&1 < /dev/null &
 groups+=("$!")
 # Agents stay online for the whole run (the TTL is what routing reads, not what it costs).
-worker_vars=(--var RATE_LIMIT_IP_REQUESTS:1000000000 --var RATE_LIMIT_PRINCIPAL_REQUESTS:1000000000
-  --var "COMFY_CLOUD_ORIGIN:http://127.0.0.1:$stub_port" --var AGENT_TTL_SECS:86400
-  --var MAX_ACTIVE_KEYS_PER_TEAM:1000000)
-for v in ${BENCH_VARS:-}; do worker_vars+=(--var "$v"); done
+worker_vars=(RATE_LIMIT_IP_REQUESTS:1000000000 RATE_LIMIT_PRINCIPAL_REQUESTS:1000000000
+  "COMFY_CLOUD_ORIGIN:http://127.0.0.1:$stub_port" AGENT_TTL_SECS:86400
+  MAX_ACTIVE_KEYS_PER_TEAM:1000000 RATE_LIMIT_PROVIDER_REQUESTS:1000000000)
+for v in ${BENCH_VARS:-}; do worker_vars+=("$v"); done
 meta worker_vars "${worker_vars[*]}"
+wrangler_vars=() mf_vars=()
+for v in "${worker_vars[@]}"; do wrangler_vars+=(--var "$v"); mf_vars+=("${v/:/=}"); done
+refs_vars=(STUB_URL="http://127.0.0.1:$stub_port" STUB_KEY="$stub_key")
+
+# Mode "wrangler": each worker under `wrangler dev`, as a developer runs it.
 worker_port=$(free_port)
 READY_PATH=/healthz start worker "$worker_port" "$state" \
-  --config "$config" --env-file "$ROOT/.dev.vars" "${worker_vars[@]}"
+  --config "$config" --env-file "$ROOT/.dev.vars" "${wrangler_vars[@]}"
 floor_port=$(free_port)
 READY_PATH=/ start floor "$floor_port" "$run_dir/floor-state" --config bench/floor/wrangler.toml
 floor_log_port=$(free_port)
@@ -158,35 +172,76 @@ READY_PATH=/ start floor_log "$floor_log_port" "$run_dir/floor-log-state" \
 floor_io_port=$(free_port)
 READY_PATH=/ start floor_io "$floor_io_port" "$run_dir/floor-io-state" \
   --config bench/floor-io/wrangler.toml
+refs_port=$(free_port)
+READY_PATH=/ start refs "$refs_port" "$run_dir/refs-state" --config bench/floor-refs/wrangler.toml \
+  --var "STUB_URL:http://127.0.0.1:$stub_port" --var "STUB_KEY:$stub_key"
 
-# ---- seed: a team (dev JWT), an sk- key, a credential ---------------------------------------
-base="http://127.0.0.1:$worker_port"
+# Mode "miniflare": the same build and references served by Miniflare directly (workerd,
+# without wrangler's proxy in front), bench/miniflare.mjs.
+start_mf() { # name port ready-path args...
+  local name=$1 port=$2 ready=$3 t0 pid code
+  shift 3
+  t0=$(ms_now)
+  setsid node bench/miniflare.mjs "$@" > "$run_dir/$name.log" 2>&1 < /dev/null &
+  pid=$!
+  groups+=("$pid")
+  until [ "$(status_of --max-time 1 "http://127.0.0.1:$port$ready")" = 200 ]; do
+    if ! kill -0 "$pid" 2>/dev/null || [ $(( $(ms_now) - t0 )) -gt 120000 ]; then
+      say "$name did not become ready; its log:"; tail -30 "$run_dir/$name.log" >&2; exit 1
+    fi
+    sleep 0.05
+  done
+  meta "startup_ms_$name" "$(( $(ms_now) - t0 ))"
+  meta "pgid_$name" "$pid"
+  say "$name ready on port $port after $(( $(ms_now) - t0 )) ms"
+}
+mf_worker_port=$(free_port)
+start_mf mf_worker "$mf_worker_port" /healthz worker "$mf_worker_port" "$mf_state" "$run_dir/build" "${mf_vars[@]}"
+mf_floor_port=$(free_port)
+start_mf mf_floor "$mf_floor_port" / floor "$mf_floor_port"
+mf_refs_port=$(free_port)
+start_mf mf_refs "$mf_refs_port" / refs "$mf_refs_port" "$run_dir/mf-refs-state" "${refs_vars[@]}"
+
+# ---- seed, in each mode: a team (dev JWT), keys, a credential, an online agent ---------------
 json_field() { node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const v=JSON.parse(s)[process.argv[1]];if(v===undefined){console.error(s);process.exit(1)}console.log(v)})' "$1"; }
 jwt=$(node scripts/dev-token.mjs bench-owner 86400)
-team=$(curl -sf -X POST "$base/api/v1/teams" -H "Authorization: Bearer $jwt" \
-  -H 'Content-Type: application/json' -d '{"name": "bench"}' | json_field id)
-key=$(curl -sf -X POST "$base/api/v1/api-keys" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $team" \
-  -H 'Content-Type: application/json' -d '{"name": "bench", "kind": "secret"}' | json_field key)
-curl -sf -o /dev/null -X PUT "$base/api/v1/cloud-providers/comfy-cloud" -H "Authorization: Bearer $key" \
-  -H 'Content-Type: application/json' -d '{"api_key": "comfyui-bench-seed-0123456789", "cloud_fallback": false}'
-cred="$base/api/v1/cloud-providers/comfy-cloud"
-for check in \
-  "$(status_of "$cred" -H "Authorization: Bearer $key")" \
-  "$(status_of "$cred" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $team")"; do
-  [ "$check" = 200 ] || { say "seeded GET answered $check"; exit 1; }
+seed() { # base: prints "team key dk use_key"
+  local base=$1 team key dk use_key cred
+  team=$(curl -sf -X POST "$base/api/v1/teams" -H "Authorization: Bearer $jwt" \
+    -H 'Content-Type: application/json' -d '{"name": "bench"}' | json_field id)
+  new_key() {
+    curl -sf -X POST "$base/api/v1/api-keys" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $team" \
+      -H 'Content-Type: application/json' -d "$1" | json_field key
+  }
+  key=$(new_key '{"name": "bench", "kind": "secret"}')
+  curl -sf -o /dev/null -X PUT "$base/api/v1/cloud-providers/comfy-cloud" -H "Authorization: Bearer $key" \
+    -H 'Content-Type: application/json' -d "{\"api_key\": \"$stub_key\", \"cloud_fallback\": false}"
+  cred="$base/api/v1/cloud-providers/comfy-cloud"
+  for check in \
+    "$(status_of "$cred" -H "Authorization: Bearer $key")" \
+    "$(status_of "$cred" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $team")"; do
+    [ "$check" = 200 ] || { say "seeded GET answered $check at $base"; exit 1; }
+  done
+  [ "$(status_of "$base/api/v1/nothing-here")" = 404 ] || { say "expected a 404"; exit 1; }
+  [ "$(status_of "$cred" -H "Authorization: Bearer sk-forged")" = 401 ] || { say "expected a 401"; exit 1; }
+  dk=$(new_key '{"name": "agent-0", "kind": "device"}')
+  use_key=$(new_key '{"name": "router", "kind": "secret", "scopes": ["cloud_providers:read", "cloud_providers:use"]}')
+  [ "$(status_of "$base/api/v1/agents/heartbeat" -X POST -H "Authorization: Bearer $dk")" = 200 ] \
+    || { say "the heartbeat failed"; exit 1; }
+  [ "$(status_of "$base/api/v1/tasks/route" -X POST -H "Authorization: Bearer $use_key")" = 200 ] \
+    || { say "the route decision failed"; exit 1; }
+  [ "$(status_of "$cred/proxy/developer/api/v1/account" -H "Authorization: Bearer $use_key")" = 200 ] \
+    || { say "the proxied GET failed"; exit 1; }
+  echo "$team $key $dk $use_key"
+}
+read -r team key dk use_key <<< "$(seed "http://127.0.0.1:$worker_port")"
+read -r mf_team mf_key mf_dk mf_use_key <<< "$(seed "http://127.0.0.1:$mf_worker_port")"
+for p in "$refs_port" "$mf_refs_port"; do
+  for path in /read /write /fetch; do
+    [ "$(status_of "http://127.0.0.1:$p$path")" = 200 ] || { say "reference $path failed on $p"; exit 1; }
+  done
 done
-[ "$(status_of "$base/api/v1/nothing-here")" = 404 ] || { say "expected a 404"; exit 1; }
-[ "$(status_of "$cred" -H "Authorization: Bearer sk-forged")" = 401 ] || { say "expected a 401"; exit 1; }
-dk=$(curl -sf -X POST "$base/api/v1/api-keys" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $team" \
-  -H 'Content-Type: application/json' -d '{"name": "agent-0", "kind": "device"}' | json_field key)
-use_key=$(curl -sf -X POST "$base/api/v1/api-keys" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $team" \
-  -H 'Content-Type: application/json' -d '{"name": "router", "kind": "secret", "scopes": ["cloud_providers:use"]}' \
-  | json_field key)
-[ "$(status_of "$base/api/v1/agents/heartbeat" -X POST -H "Authorization: Bearer $dk")" = 200 ] \
-  || { say "the heartbeat failed"; exit 1; }
-[ "$(status_of "$base/api/v1/tasks/route" -X POST -H "Authorization: Bearer $use_key")" = 200 ] \
-  || { say "the route decision failed"; exit 1; }
-say "seeded team $team, an sk- key, a credential, an online agent and a routing key"
+say "seeded both modes: a team, an sk- key, a credential, an online agent and a routing key"
 
 # ---- load ---------------------------------------------------------------------------------
 # CPU seconds (user + system) used so far by every process of a group.
@@ -200,23 +255,50 @@ group_cpu_ticks() {
 }
 pgid_of() { grep "^pgid_$1=" "$meta" | cut -d= -f2; }
 
-# scenario name -> group, and wrk arguments
-run_wrk() { # scenario duration
-  local s=$1 d=$2
+# The URLs and credentials of a mode.
+mode_env() { # mode
+  if [ "$1" = wrangler ]; then
+    M_BASE="http://127.0.0.1:$worker_port" M_FLOOR="http://127.0.0.1:$floor_port"
+    M_REFS="http://127.0.0.1:$refs_port" M_TEAM=$team M_KEY=$key M_DK=$dk M_USE=$use_key
+  else
+    M_BASE="http://127.0.0.1:$mf_worker_port" M_FLOOR="http://127.0.0.1:$mf_floor_port"
+    M_REFS="http://127.0.0.1:$mf_refs_port" M_TEAM=$mf_team M_KEY=$mf_key M_DK=$mf_dk M_USE=$mf_use_key
+  fi
+  M_CRED="$M_BASE/api/v1/cloud-providers/comfy-cloud"
+}
+# The process group a scenario's CPU is read from.
+group_of() { # mode scenario
+  local prefix=""
+  [ "$1" = miniflare ] && prefix=mf_
+  case "$2" in
+    a_floor) pgid_of "${prefix}floor" ;;
+    a2_floor_log) pgid_of floor_log ;;
+    h_floor_io) pgid_of floor_io ;;
+    r1_read | r2_write | r3_fetch) pgid_of "${prefix}refs" ;;
+    *) pgid_of "${prefix}worker" ;;
+  esac
+}
+run_wrk() { # mode scenario duration
+  local s=$2 d=$3
   local common=(--latency -t"$THREADS" -c"$CONNECTIONS" -d"$d" --timeout 10s)
+  mode_env "$1"
   case "$s" in
-    a_floor) wrk "${common[@]}" "http://127.0.0.1:$floor_port/" ;;
+    a_floor) wrk "${common[@]}" "$M_FLOOR/" ;;
     a2_floor_log) wrk "${common[@]}" "http://127.0.0.1:$floor_log_port/" ;;
-    f_404) wrk "${common[@]}" "$base/api/v1/nothing-here" ;;
-    g_401) wrk "${common[@]}" -H "Authorization: Bearer sk-forged" "$cred" ;;
     h_floor_io) wrk "${common[@]}" "http://127.0.0.1:$floor_io_port/" ;;
-    b_healthz) wrk "${common[@]}" "$base/healthz" ;;
-    c_get_sk) wrk "${common[@]}" -H "Authorization: Bearer $key" "$cred" ;;
-    d_get_jwt) wrk "${common[@]}" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $team" "$cred" ;;
-    e_put_sk) BENCH_AUTH=$key wrk "${common[@]}" -s bench/put.lua "$cred" ;;
-    i_heartbeat) BENCH_AUTH=$dk BENCH_BODY='{"version":"1.0.0"}' wrk "${common[@]}" -s bench/post.lua \
-      "$base/api/v1/agents/heartbeat" ;;
-    j_route) BENCH_AUTH=$use_key wrk "${common[@]}" -s bench/post.lua "$base/api/v1/tasks/route" ;;
+    r1_read) wrk "${common[@]}" "$M_REFS/read" ;;
+    r2_write) wrk "${common[@]}" "$M_REFS/write" ;;
+    r3_fetch) wrk "${common[@]}" "$M_REFS/fetch" ;;
+    f_404) wrk "${common[@]}" "$M_BASE/api/v1/nothing-here" ;;
+    g_401) wrk "${common[@]}" -H "Authorization: Bearer sk-forged" "$M_CRED" ;;
+    b_healthz) wrk "${common[@]}" "$M_BASE/healthz" ;;
+    c_get_sk) wrk "${common[@]}" -H "Authorization: Bearer $M_KEY" "$M_CRED" ;;
+    d_get_jwt) wrk "${common[@]}" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $M_TEAM" "$M_CRED" ;;
+    e_put_sk) BENCH_AUTH=$M_KEY wrk "${common[@]}" -s bench/put.lua "$M_CRED" ;;
+    i_heartbeat) BENCH_AUTH=$M_DK BENCH_BODY='{"version":"1.0.0"}' wrk "${common[@]}" -s bench/post.lua \
+      "$M_BASE/api/v1/agents/heartbeat" ;;
+    j_route) BENCH_AUTH=$M_USE wrk "${common[@]}" -s bench/post.lua "$M_BASE/api/v1/tasks/route" ;;
+    k_proxy) wrk "${common[@]}" -H "Authorization: Bearer $M_USE" "$M_CRED/proxy/developer/api/v1/account" ;;
   esac
 }
 # wrk prints latencies as 812.00us, 1.53ms or 1.02s: to milliseconds.
@@ -225,43 +307,93 @@ to_ms() { awk -v v="$1" 'BEGIN {
   if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000
   printf "%.3f", n }'; }
 
-scenarios=(a_floor a2_floor_log f_404 g_401 b_healthz c_get_sk d_get_jwt e_put_sk h_floor_io
-  i_heartbeat j_route)
+modes=(${BENCH_MODES:-wrangler miniflare})
+scenarios_wrangler=(a_floor a2_floor_log r1_read r2_write r3_fetch f_404 g_401 b_healthz c_get_sk
+  d_get_jwt e_put_sk h_floor_io i_heartbeat j_route k_proxy)
+scenarios_miniflare=(a_floor r1_read r2_write r3_fetch f_404 g_401 b_healthz c_get_sk d_get_jwt
+  e_put_sk i_heartbeat j_route k_proxy)
+scenarios_of() { local v="scenarios_$1[@]"; echo "${!v}"; }
 say "warm-up: $WARMUP per scenario"
-for s in "${scenarios[@]}"; do run_wrk "$s" "$WARMUP" > "$run_dir/warmup-$s.txt"; done
+for mode in "${modes[@]}"; do
+  for s in $(scenarios_of "$mode"); do run_wrk "$mode" "$s" "$WARMUP" > "$run_dir/warmup-$mode-$s.txt"; done
+done
 
-printf 'scenario\tround\trps\tp50_ms\tp99_ms\trequests\tnon2xx\tsocket_errors\tcpu_ms_per_req\n' > "$results"
+printf 'mode\tscenario\tround\trps\tp50_ms\tp99_ms\trequests\tnon2xx\tsocket_errors\tcpu_ms_per_req\n' > "$results"
 for round in $(seq 1 "$ROUNDS"); do
-  for s in "${scenarios[@]}"; do
-    out="$run_dir/wrk-$s-$round.txt"
-    case "$s" in
-      a_floor) pg=$(pgid_of floor) ;;
-      a2_floor_log) pg=$(pgid_of floor_log) ;;
-      h_floor_io) pg=$(pgid_of floor_io) ;;
-      *) pg=$(pgid_of worker) ;;
-    esac
-    c0=$(group_cpu_ticks "$pg")
-    run_wrk "$s" "$DURATION" > "$out"
-    c1=$(group_cpu_ticks "$pg")
-    rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-    p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
-    p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-    requests=$(awk '/requests in/ {print $1}' "$out")
-    non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
-    errors=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$out")
-    ticks=$(getconf CLK_TCK)
-    cpu=$(awk -v a="$c0" -v b="$c1" -v n="$requests" -v hz="$ticks" \
-      'BEGIN { printf "%.3f", (n > 0) ? (b - a) * 1000 / hz / n : 0 }')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$round" "$rps" "$p50" "$p99" \
-      "$requests" "${non2xx:-0}" "${errors:-0}" "$cpu" >> "$results"
-    say "round $round $s: $rps req/s, p50 $p50 ms, p99 $p99 ms, non-2xx ${non2xx:-0}, cpu ${cpu} ms/req"
+  for mode in "${modes[@]}"; do
+    for s in $(scenarios_of "$mode"); do
+      out="$run_dir/wrk-$mode-$s-$round.txt"
+      pg=$(group_of "$mode" "$s")
+      c0=$(group_cpu_ticks "$pg")
+      run_wrk "$mode" "$s" "$DURATION" > "$out"
+      c1=$(group_cpu_ticks "$pg")
+      rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+      p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+      p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+      requests=$(awk '/requests in/ {print $1}' "$out")
+      non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
+      errors=$(awk '/Socket errors:/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$out")
+      ticks=$(getconf CLK_TCK)
+      cpu=$(awk -v a="$c0" -v b="$c1" -v n="$requests" -v hz="$ticks" \
+        'BEGIN { printf "%.3f", (n > 0) ? (b - a) * 1000 / hz / n : 0 }')
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$s" "$round" "$rps" "$p50" "$p99" \
+        "$requests" "${non2xx:-0}" "${errors:-0}" "$cpu" >> "$results"
+      say "round $round $mode $s: $rps req/s, p50 $p50 ms, p99 $p99 ms, non-2xx ${non2xx:-0}, cpu ${cpu} ms/req"
+    done
   done
 done
+
+# ---- round trips: what the worker itself counted, from its log lines --------------------------
+# After the load, each scenario's request once more, 200 times, 8 at a time: the worker
+# logs `d1_calls` and `do_calls` per request; their means go beside the throughput. Leases
+# make the principal's DO calls depend on the rate, so this is the sustained-load figure
+# only when the load just ran (it did).
+printf 'mode\tscenario\trequests\td1_per_req\tdo_per_req\n' > "$run_dir/roundtrips.tsv"
+probe_url_args() { # scenario: curl arguments
+  case "$1" in
+    b_healthz) echo "$M_BASE/healthz" ;;
+    c_get_sk) echo "-H|Authorization: Bearer $M_KEY|$M_CRED" ;;
+    d_get_jwt) echo "-H|Authorization: Bearer $jwt|-H|X-Team-ID: $M_TEAM|$M_CRED" ;;
+    e_put_sk) echo "-X|PUT|-H|Authorization: Bearer $M_KEY|-H|Content-Type: application/json|-d|{\"api_key\": \"comfyui-bench-0123456789abcdefghijklmnop\"}|$M_CRED" ;;
+    i_heartbeat) echo "-X|POST|-H|Authorization: Bearer $M_DK|$M_BASE/api/v1/agents/heartbeat" ;;
+    j_route) echo "-X|POST|-H|Authorization: Bearer $M_USE|$M_BASE/api/v1/tasks/route" ;;
+    k_proxy) echo "-H|Authorization: Bearer $M_USE|$M_CRED/proxy/developer/api/v1/account" ;;
+    g_401) echo "-H|Authorization: Bearer sk-forged|$M_CRED" ;;
+    f_404) echo "$M_BASE/api/v1/nothing-here" ;;
+  esac
+}
+for mode in "${modes[@]}"; do
+  mode_env "$mode"
+  log="$run_dir/worker.log"
+  [ "$mode" = miniflare ] && log="$run_dir/mf_worker.log"
+  for s in f_404 g_401 b_healthz c_get_sk d_get_jwt e_put_sk i_heartbeat j_route k_proxy; do
+    IFS='|' read -r -a args <<< "$(probe_url_args "$s")"
+    ids=$(seq 1 200 | xargs -P 8 -I{} curl -s -o /dev/null -D - "${args[@]}" \
+      | awk 'tolower($1) == "x-request-id:" {print $2}' | tr -d '\r')
+    sleep 2
+    printf '%s\n' "$ids" > "$run_dir/probe-$mode-$s.ids"
+    node -e '
+      const fs = require("fs");
+      const ids = new Set(fs.readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean));
+      let n = 0, d1 = 0, dos = 0;
+      for (const line of fs.readFileSync(process.argv[2], "utf8").split("\n")) {
+        const at = line.indexOf("{\"request_id\"");
+        if (at < 0) continue;
+        let j; try { j = JSON.parse(line.slice(at)); } catch { continue; }
+        if (!ids.has(j.request_id)) continue;
+        n++; d1 += j.d1_calls || 0; dos += j.do_calls || 0;
+      }
+      console.log([process.argv[3], process.argv[4], n, n ? (d1 / n).toFixed(2) : "", n ? (dos / n).toFixed(2) : ""].join("\t"));
+    ' "$run_dir/probe-$mode-$s.ids" "$log" "$mode" "$s" >> "$run_dir/roundtrips.tsv"
+  done
+done
+say "round trips per request: $(tr '\n' ';' < "$run_dir/roundtrips.tsv")"
 
 # ---- 5. presence capacity -------------------------------------------------------------------
 # One team's presence object with more and more agents: each new device key beats once, then
 # the route decision (which reads every device key from D1 and every entry from the object)
 # is loaded for one duration. The heartbeat scenario (i) above is the object's write rate.
+base="http://127.0.0.1:$worker_port"
 printf 'agents\trps\tp50_ms\tp99_ms\trequests\tnon2xx\n' > "$run_dir/capacity.tsv"
 have=1
 for n in ${BENCH_AGENTS:-200 1000 2000}; do
@@ -293,6 +425,7 @@ meta load "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta wrangler "$("$WRANGLER" --version 2>/dev/null | tail -1)"
 meta workerd "$(node -p 'require("./node_modules/@cloudflare/workerd-linux-64/package.json").version')"
 meta node "$(node --version)"
+meta miniflare "$(node -p 'require("./node_modules/miniflare/package.json").version')"
 meta rustc "$(rustc --version)"
 meta worker_crate "$(awk '/^name = "worker"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)"
 meta wrk "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"

@@ -18,6 +18,8 @@
 use std::{
     cell::{Cell, RefCell},
     collections::HashMap,
+    future::Future,
+    pin::Pin,
 };
 
 use futures_util::future::join;
@@ -59,22 +61,38 @@ async fn principal_decision(
         calls.set(calls.get() + 1);
         return limiter::check(env, key, policy, fail).await;
     }
-    let step = with_lease(key, now, |lease| lease.step(policy, now));
-    let (want, renewal) = match step {
-        Step::Spent(decision) => return Ok(decision),
-        Step::Ask { want, renewal } => (want, renewal),
-    };
-    calls.set(calls.get() + 1);
+    match with_lease(key, now, |lease| lease.step(policy, now)) {
+        Step::Spent(decision) => Ok(decision),
+        Step::Ask { want, renewal } => {
+            calls.set(calls.get() + 1);
+            ask(env, key, policy, want, renewal, now).await
+        }
+    }
+}
+
+/// Asks the principal's object for `want` tokens and settles the answer with the lease.
+async fn ask(
+    env: &Env,
+    key: &str,
+    policy: &Policy,
+    want: u32,
+    renewal: bool,
+    sent_at: UnixMillis,
+) -> worker::Result<Decision> {
     let answer = limiter::lease(env, key, policy, want, lease_ms(policy), false).await;
     let later = super::app::now();
     with_lease(key, later, |lease| match answer {
-        Ok(grant) => Ok(lease.answer(policy, now, later, renewal, grant)),
+        Ok(grant) => Ok(lease.answer(policy, sent_at, later, renewal, grant)),
         Err(e) => {
             lease.failed(renewal);
             Err(e)
         }
     })
 }
+
+/// A principal's lease renewal not awaited yet: for a route that only reads, it runs beside
+/// the handler's D1 read ([`Admission::settle`]).
+pub type Pending<'a> = Pin<Box<dyn Future<Output = worker::Result<Decision>> + 'a>>;
 
 fn with_lease<T>(key: &str, now: UnixMillis, f: impl FnOnce(&mut Lease) -> T) -> T {
     LEASES.with(|leases| {
@@ -89,12 +107,40 @@ fn with_lease<T>(key: &str, now: UnixMillis, f: impl FnOnce(&mut Lease) -> T) ->
     })
 }
 
-pub struct Admission {
+pub struct Admission<'a> {
     /// `(RateLimit-Policy, RateLimit)` for the limiters passed, if any.
     headers: Option<(String, String)>,
+    /// The principal's decision, still in flight (a read-only route).
+    pub pending: Option<Pending<'a>>,
 }
 
-impl Admission {
+impl Admission<'_> {
+    /// The deferred principal decision, once it arrived beside the handler's work: a
+    /// refusal replaces the response (429); an unreachable limiter fails open, as any read.
+    pub fn settle(
+        &mut self,
+        config: &Config,
+        decision: worker::Result<Decision>,
+        log: &mut RequestLog,
+    ) -> Result<(), ApiError> {
+        let policy = &config.limits.principal;
+        match decision {
+            Ok(Decision::Limited { retry_after_ms }) => Err(limited(retry_after_ms)),
+            Ok(Decision::Allowed {
+                remaining,
+                reset_ms,
+            }) => {
+                self.headers = headers(&[("principal", policy, remaining, reset_ms)]);
+                Ok(())
+            }
+            Err(e) => {
+                log.limiter = Some("fail_open");
+                log.error = Some(format!("principal limiter: {e}"));
+                Ok(())
+            }
+        }
+    }
+
     /// Adds our `RateLimit` headers, unless the response already has the provider's (a
     /// relayed proxy response): those describe the budget the caller is spending there.
     pub fn decorate(&self, response: &Response) {
@@ -119,6 +165,9 @@ pub struct Request<'a> {
     pub is_write: bool,
     /// The route reads D1 for an anonymous caller (`/healthz`).
     pub anonymous_d1: bool,
+    /// The route only reads: a principal's lease renewal may be left pending, to run beside
+    /// the handler's D1 read instead of before it.
+    pub defer_principal: bool,
     /// Test hook: make the limiter objects throw (only with TEST_HOOKS=1).
     pub fail_limiter: bool,
     pub now: UnixMillis,
@@ -134,7 +183,11 @@ fn unreachable_limiter(detail: String) -> ApiError {
     ApiError::unavailable("Rate limiting is unavailable; retry shortly", detail)
 }
 
-pub async fn admit(env: &Env, config: &Config, req: Request<'_>) -> Result<Admission, ApiError> {
+pub async fn admit<'e>(
+    env: &'e Env,
+    config: &Config,
+    req: Request<'_>,
+) -> Result<Admission<'e>, ApiError> {
     let limits = &config.limits;
     let fail = req.fail_limiter && config.test_hooks;
 
@@ -147,6 +200,40 @@ pub async fn admit(env: &Env, config: &Config, req: Request<'_>) -> Result<Admis
                 Ok(true) => {}
                 Ok(false) => return Err(limited(until - req.now)),
                 Err(e) => return Err(unreachable_limiter(format!("ip limiter: {e}"))),
+            }
+        }
+    }
+
+    // A read by a principal whose lease is spent: its renewal is left to run beside D1.
+    if let (true, false, false, Some(key)) = (
+        req.defer_principal,
+        fail,
+        req.caller.charged_to_ip(),
+        &req.principal_key,
+    ) {
+        let policy = limits.principal;
+        match with_lease(key, req.now, |lease| lease.step(&policy, req.now)) {
+            Step::Spent(Decision::Allowed {
+                remaining,
+                reset_ms,
+            }) => {
+                return Ok(Admission {
+                    headers: headers(&[("principal", &limits.principal, remaining, reset_ms)]),
+                    pending: None,
+                })
+            }
+            Step::Spent(Decision::Limited { retry_after_ms }) => {
+                return Err(limited(retry_after_ms))
+            }
+            Step::Ask { want, renewal } => {
+                req.log.do_calls += 1;
+                let (key, now) = (key.clone(), req.now);
+                return Ok(Admission {
+                    headers: None,
+                    pending: Some(Box::pin(async move {
+                        ask(env, &key, &policy, want, renewal, now).await
+                    })),
+                });
             }
         }
     }
@@ -204,6 +291,7 @@ pub async fn admit(env: &Env, config: &Config, req: Request<'_>) -> Result<Admis
     }
     Ok(Admission {
         headers: headers(&entries),
+        pending: None,
     })
 }
 

@@ -518,3 +518,55 @@ fn an_unreachable_address_limiter_fails_closed_where_it_guards_d1() {
     assert_eq!(read.status, 200, "{}", read.text);
     assert_eq!(w.log_line_of(&read)["limiter"], "fail_open");
 }
+
+/// Leases (issue 16): a busy key asks its limiter object for a lease only now and then,
+/// each GET still makes exactly one D1 round trip, and the limit's headers count down by
+/// one per request.
+#[test]
+fn a_busy_key_spends_leased_tokens_with_one_d1_round_trip_each() {
+    let w = contract_limits("600");
+    let _log = w.on_failure();
+    let team = Team::new(&w);
+    let key = team.key(&w, json!({"name": "integration", "kind": "secret"}));
+    let put = team.put(&w, json!({"api_key": "comfyui-leases-0123456789abcdef"}));
+    assert_eq!(put.status, 200, "{}", put.text);
+    let replies: Vec<Reply> = (0..60)
+        .map(|_| {
+            Call::get(&w, CREDENTIAL_PATH)
+                .header("CF-Connecting-IP", "203.0.113.60")
+                .bearer(&key)
+                .send()
+        })
+        .collect();
+    assert!(replies.iter().all(|r| r.status == 200));
+    let remaining: Vec<u32> = replies
+        .iter()
+        .map(|r| {
+            let header = r.header("ratelimit").unwrap();
+            header
+                .split(";r=")
+                .nth(1)
+                .and_then(|rest| rest.split(';').next())
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(remaining, (540..600).rev().collect::<Vec<u32>>());
+    let last = w.log_line_of(replies.last().unwrap());
+    assert_eq!(last["d1_calls"], 1);
+    let ids: Vec<&str> = replies
+        .iter()
+        .map(|r| r.header("x-request-id").unwrap())
+        .collect();
+    let lines: Vec<serde_json::Value> = w
+        .request_logs()
+        .into_iter()
+        .filter(|l| ids.contains(&l["request_id"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(lines.len(), 60);
+    assert!(lines.iter().all(|l| l["d1_calls"] == 1), "one D1 round trip each");
+    let object_calls: u64 = lines.iter().map(|l| l["do_calls"].as_u64().unwrap()).sum();
+    // Leases of 1, 2, 4, 8, 16, then 30: a handful of calls, not 60.
+    assert!(object_calls <= 10, "{object_calls} limiter calls for 60 requests");
+}
