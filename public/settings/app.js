@@ -89,6 +89,21 @@ async function api(method, path, body) {
   return data;
 }
 
+/// Every item of a paginated list (pages of 200, at most 1,000 items); `undefined` when a
+/// page failed (its error is shown).
+async function everyPage(path, field) {
+  const items = [];
+  let cursor = null;
+  do {
+    const query = `?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
+    const page = await attempt(() => api("GET", `${path}${query}`));
+    if (!page) return undefined;
+    items.push(...page[field]);
+    cursor = page.next_cursor;
+  } while (cursor && items.length < 1000);
+  return items;
+}
+
 /// Runs an action, showing its contract error message if it fails.
 async function attempt(action, explain) {
   showError("");
@@ -143,14 +158,8 @@ async function signIn() {
   state.token = token;
   $("signin").hidden = true;
   say("Loading your teams…");
-  const teams = [];
-  let cursor = null;
-  do {
-    const page = await attempt(() => api("GET", `/api/v1/teams?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`));
-    if (!page) return;
-    teams.push(...page.teams);
-    cursor = page.next_cursor;
-  } while (cursor);
+  const teams = await everyPage("/api/v1/teams", "teams");
+  if (!teams) return;
   state.teams = teams;
   if (!state.token) return;
   const select = $("team-select");
@@ -381,14 +390,8 @@ function syncScopes() {
 // Agents
 
 async function loadAgents() {
-  const agents = [];
-  let cursor = null;
-  do {
-    const page = await attempt(() => api("GET", `/api/v1/agents?limit=200${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`));
-    if (!page) return;
-    agents.push(...page.agents);
-    cursor = page.next_cursor;
-  } while (cursor && agents.length < 1000);
+  const agents = await everyPage("/api/v1/agents", "agents");
+  if (!agents) return;
   $("agents-table").querySelector("tbody").replaceChildren(
     ...(agents.length
       ? agents.map((a) =>

@@ -13,6 +13,10 @@
 //!   [`lease_ms`], which is after the lease ends in the isolate (it started counting at
 //!   sending, before the decision). So a token is always counted at or after the moment it
 //!   is spent, and for a whole window from then.
+//! - A lease of 4 or more that is down to a quarter is refilled ahead of need, by a call
+//!   no request waits on ([`Step::SpentRefill`]): up to the next lease size, so the pool
+//!   never holds more than one lease, and with every token counted at the decision plus
+//!   [`lease_ms`] (`WindowState::take_ahead`).
 //!
 //! Hence the limit is never exceeded, whatever the number of isolates: at any time `s`, the
 //! tokens spent in `(s - window, s]` were all granted at or before `s` and are counted in
@@ -69,6 +73,10 @@ pub struct Lease {
 pub enum Step {
     /// It spent a local token: admitted, no call.
     Spent(Decision),
+    /// It spent a local token, and the pool is down to a quarter of the lease while demand
+    /// outruns it: the isolate should refill it now, off the request's path, asking the
+    /// object for `want` tokens ahead of need ([`Lease::refilled`]).
+    SpentRefill { decision: Decision, want: u32 },
     /// Ask the object for `want` tokens; `renewal` when this is the isolate's lease renewal.
     Ask { want: u32, renewal: bool },
 }
@@ -76,6 +84,19 @@ pub enum Step {
 impl Lease {
     pub fn step(&mut self, policy: &Policy, now: UnixMillis) -> Step {
         if let Some(decision) = self.spend(now) {
+            // Refill ahead of need: never holding more than one lease (the pool left plus
+            // the refill is at most the next lease size).
+            let unspent = self.unspent();
+            let lease_end_ahead = self.last_end > now;
+            if !self.renewing && lease_end_ahead && self.want >= 4 && unspent <= self.want / 4 {
+                let size = (self.want * 2).min(max_lease(policy));
+                let want = size.saturating_sub(unspent);
+                if want > 0 {
+                    self.want = size;
+                    self.renewing = true;
+                    return Step::SpentRefill { decision, want };
+                }
+            }
             return Step::Spent(decision);
         }
         if self.renewing {
@@ -139,6 +160,34 @@ impl Lease {
                 // Tokens another answer brought in meanwhile still serve this request.
                 self.spend(now).unwrap_or(grant.decision)
             }
+        }
+    }
+
+    /// The object's answer to a refill ([`Step::SpentRefill`]) sent at `sent_at`: every
+    /// token granted joins the pool (the object counted them all ahead,
+    /// `WindowState::take_ahead`), until `sent_at` plus [`lease_ms`].
+    pub fn refilled(
+        &mut self,
+        policy: &Policy,
+        sent_at: UnixMillis,
+        now: UnixMillis,
+        grant: Grant,
+    ) {
+        self.renewing = false;
+        if let Decision::Allowed {
+            remaining,
+            reset_ms,
+        } = grant.decision
+        {
+            let end = sent_at + lease_ms(policy);
+            if grant.granted > 0 && end > now {
+                let at = self.pool.partition_point(|&(e, _)| e <= end);
+                self.pool.insert(at, (end, grant.granted));
+                self.last_end = end;
+                self.emptied = false;
+            }
+            self.remaining = remaining;
+            self.reset_at = now + reset_ms;
         }
     }
 
@@ -211,6 +260,9 @@ mod tests {
         Decide(usize, i64, u32, bool),
         /// The answer reaches the isolate.
         Answer(usize, i64, bool, u32, Decision),
+        /// The object decides a refill sent at `.1`; its answer reaches the isolate later.
+        Refill(usize, i64, u32),
+        Refilled(usize, i64, u32, Decision),
     }
 
     struct Timed {
@@ -281,6 +333,11 @@ mod tests {
             match event {
                 Event::Arrive(i) => match leases[i].step(policy, now) {
                     Step::Spent(_) => out.admitted.push(now),
+                    Step::SpentRefill { want, .. } => {
+                        out.admitted.push(now);
+                        out.calls += 1;
+                        push(&mut queue, now + latency_ms, Event::Refill(i, now, want));
+                    }
                     Step::Ask { want, renewal } => {
                         out.calls += 1;
                         push(
@@ -301,6 +358,17 @@ mod tests {
                         now + latency_ms,
                         Event::Answer(i, sent, renewal, grant.granted, grant.decision),
                     );
+                }
+                Event::Refill(i, sent, want) => {
+                    let grant = object.take_ahead(policy, now, want, lease_ms(policy));
+                    push(
+                        &mut queue,
+                        now + latency_ms,
+                        Event::Refilled(i, sent, grant.granted, grant.decision),
+                    );
+                }
+                Event::Refilled(i, sent, granted, decision) => {
+                    leases[i].refilled(policy, sent, now, Grant { granted, decision });
                 }
                 Event::Answer(i, sent, renewal, granted, decision) => {
                     let was_allowed = decision.is_allowed();
@@ -341,6 +409,7 @@ mod tests {
             (16, 1, 25, 3),
             (64, 1, 40, 4),
             (200, 2, 5, 5),
+            (8, 1, 400, 6),
         ] {
             let out = simulate(&p, isolates, gap, 180_000, latency, seed);
             let busiest = busiest_window(&out.admitted, p.window_ms);
@@ -370,6 +439,12 @@ mod tests {
             let now = i;
             match lease.step(&p, now) {
                 Step::Spent(_) => passed += 1,
+                Step::SpentRefill { want, .. } => {
+                    passed += 1;
+                    calls += 1;
+                    let grant = object.take_ahead(&p, now, want, lease_ms(&p));
+                    lease.refilled(&p, now, now, grant);
+                }
                 Step::Ask { want, renewal } => {
                     calls += 1;
                     let grant = object.take(&p, now, want, lease_ms(&p));
@@ -402,6 +477,11 @@ mod tests {
         let mut lease = Lease::default();
         let mut ask = |lease: &mut Lease, now| match lease.step(&p, now) {
             Step::Spent(_) => 0,
+            Step::SpentRefill { want, .. } => {
+                let grant = object.take_ahead(&p, now, want, lease_ms(&p));
+                lease.refilled(&p, now, now, grant);
+                want
+            }
             Step::Ask { want, renewal } => {
                 let grant = object.take(&p, now, want, lease_ms(&p));
                 lease.answer(&p, now, now, renewal, grant);
@@ -420,8 +500,12 @@ mod tests {
             .map(|i| ask(&mut lease, 20_000 + i))
             .filter(|&w| w > 0)
             .collect();
-        assert_eq!(wants[..6], [1, 2, 4, 8, 16, 30]);
+        // Leases of 1, 2 and 4 are renewed when empty; from 4 on, the pool is refilled
+        // ahead of need at a quarter left, up to the next size: 8 − 1, 16 − 2, 30 − 4.
+        assert_eq!(wants[..6], [1, 2, 4, 7, 14, 26]);
         assert!(wants.iter().all(|&w| w <= max_lease(&p)));
+        // Never more than one lease held.
+        assert!(lease.unspent() <= max_lease(&p));
         // Idle again: back to one.
         assert_eq!(ask(&mut lease, 40_000), 1);
     }

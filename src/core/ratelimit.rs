@@ -94,6 +94,29 @@ impl WindowState {
     /// late. Grants what is left when that is less than `want`, and refuses (as `decide`)
     /// when nothing is.
     pub fn take(&mut self, policy: &Policy, now: UnixMillis, want: u32, hold_ms: i64) -> Grant {
+        self.grant(policy, now, want, hold_ms, true)
+    }
+
+    /// [`WindowState::take`] for tokens no request spends yet (an isolate refilling its
+    /// lease ahead of need): every one is counted at `now + hold_ms`.
+    pub fn take_ahead(
+        &mut self,
+        policy: &Policy,
+        now: UnixMillis,
+        want: u32,
+        hold_ms: i64,
+    ) -> Grant {
+        self.grant(policy, now, want, hold_ms, false)
+    }
+
+    fn grant(
+        &mut self,
+        policy: &Policy,
+        now: UnixMillis,
+        want: u32,
+        hold_ms: i64,
+        first_now: bool,
+    ) -> Grant {
         if now < self.cooldown_until {
             return Grant {
                 granted: 0,
@@ -107,9 +130,12 @@ impl WindowState {
         let counted: u64 = self.accepted.iter().map(|&(_, n)| n as u64).sum();
         if counted < policy.limit as u64 {
             let granted = want.max(1).min(policy.limit - counted as u32);
-            self.count(now, 1, bucket_ms);
-            if granted > 1 {
-                self.count(now + hold_ms.max(0), granted - 1, bucket_ms);
+            let now_count = u32::from(first_now);
+            if now_count > 0 {
+                self.count(now, now_count, bucket_ms);
+            }
+            if granted > now_count {
+                self.count(now + hold_ms.max(0), granted - now_count, bucket_ms);
             }
             return Grant {
                 granted,
@@ -271,6 +297,37 @@ pub fn whole_seconds(ms: i64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leased_tokens_stay_counted_until_a_window_after_their_lease_ends() {
+        let p = Policy {
+            limit: 5,
+            window_ms: 10_000,
+            cooldown_ms: 0,
+        };
+        // A request's own lease: its first token now, the other four at the lease's end.
+        let mut w = WindowState::default();
+        assert_eq!(w.take(&p, 0, 5, 1_000).granted, 5);
+        assert!(
+            w.decide(&p, 10_500).is_allowed(),
+            "the first one's slot is free"
+        );
+        assert!(
+            !w.decide(&p, 10_600).is_allowed(),
+            "the four are still counted"
+        );
+        assert!(w.decide(&p, 11_000).is_allowed());
+        // A refill ahead of need: all five at the lease's end, the first too.
+        let mut w = WindowState::default();
+        assert_eq!(w.take_ahead(&p, 0, 5, 1_000).granted, 5);
+        assert!(!w.decide(&p, 10_999).is_allowed());
+        assert!(w.decide(&p, 11_000).is_allowed());
+        // Never more than what is left.
+        let mut w = WindowState::default();
+        assert_eq!(w.take(&p, 0, 3, 1_000).granted, 3);
+        assert_eq!(w.take_ahead(&p, 1, 9, 1_000).granted, 2);
+        assert!(!w.take(&p, 2, 1, 0).decision.is_allowed());
+    }
 
     const IP: Policy = Policy {
         limit: 40,

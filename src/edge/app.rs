@@ -240,6 +240,10 @@ async fn dispatch(
         presented,
         authenticated: false,
     };
+    let mut admission = admission;
+    if let Some(refill) = admission.background.take() {
+        ctx.context.wait_until(refill);
+    }
     let ctx = &mut ctx;
     use handlers::*;
     let handled = async {
@@ -275,7 +279,6 @@ async fn dispatch(
     };
     // A read whose principal needed a lease renewal: the renewal and the handler's D1 read
     // run at once, and a refusal replaces what was read.
-    let mut admission = admission;
     let mut result = match admission.pending.take() {
         None => handled.await,
         Some(pending) => {

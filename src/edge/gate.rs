@@ -56,6 +56,7 @@ async fn principal_decision(
     fail: bool,
     now: UnixMillis,
     calls: &Cell<u32>,
+    refill: &Cell<Option<u32>>,
 ) -> worker::Result<Decision> {
     if fail {
         calls.set(calls.get() + 1);
@@ -63,12 +64,37 @@ async fn principal_decision(
     }
     match with_lease(key, now, |lease| lease.step(policy, now)) {
         Step::Spent(decision) => Ok(decision),
+        Step::SpentRefill { decision, want } => {
+            refill.set(Some(want));
+            Ok(decision)
+        }
         Step::Ask { want, renewal } => {
             calls.set(calls.get() + 1);
             ask(env, key, policy, want, renewal, now).await
         }
     }
 }
+
+/// Refills a principal's lease ahead of need, after the response (`wait_until`).
+fn refill_task(
+    env: Env,
+    key: String,
+    policy: Policy,
+    want: u32,
+    sent_at: UnixMillis,
+) -> Background {
+    Box::pin(async move {
+        let answer = limiter::lease(&env, &key, &policy, want, lease_ms(&policy), true).await;
+        let later = super::app::now();
+        with_lease(&key, later, |lease| match answer {
+            Ok(grant) => lease.refilled(&policy, sent_at, later, grant),
+            Err(_) => lease.failed(true),
+        });
+    })
+}
+
+/// Work that finishes after the response.
+pub type Background = Pin<Box<dyn Future<Output = ()>>>;
 
 /// Asks the principal's object for `want` tokens and settles the answer with the lease.
 async fn ask(
@@ -112,6 +138,8 @@ pub struct Admission<'a> {
     headers: Option<(String, String)>,
     /// The principal's decision, still in flight (a read-only route).
     pub pending: Option<Pending<'a>>,
+    /// A refill of the principal's lease, to run after the response.
+    pub background: Option<Background>,
 }
 
 impl Admission<'_> {
@@ -212,19 +240,10 @@ pub async fn admit<'e>(
         &req.principal_key,
     ) {
         let policy = limits.principal;
-        match with_lease(key, req.now, |lease| lease.step(&policy, req.now)) {
-            Step::Spent(Decision::Allowed {
-                remaining,
-                reset_ms,
-            }) => {
-                return Ok(Admission {
-                    headers: headers(&[("principal", &limits.principal, remaining, reset_ms)]),
-                    pending: None,
-                })
-            }
-            Step::Spent(Decision::Limited { retry_after_ms }) => {
-                return Err(limited(retry_after_ms))
-            }
+        let step = with_lease(key, req.now, |lease| lease.step(&policy, req.now));
+        let (decision, refill) = match step {
+            Step::Spent(decision) => (decision, None),
+            Step::SpentRefill { decision, want } => (decision, Some(want)),
             Step::Ask { want, renewal } => {
                 req.log.do_calls += 1;
                 let (key, now) = (key.clone(), req.now);
@@ -233,12 +252,28 @@ pub async fn admit<'e>(
                     pending: Some(Box::pin(async move {
                         ask(env, &key, &policy, want, renewal, now).await
                     })),
+                    background: None,
                 });
             }
+        };
+        match decision {
+            Decision::Allowed {
+                remaining,
+                reset_ms,
+            } => {
+                return Ok(Admission {
+                    headers: headers(&[("principal", &limits.principal, remaining, reset_ms)]),
+                    pending: None,
+                    background: refill
+                        .map(|want| refill_task(env.clone(), key.clone(), policy, want, req.now)),
+                })
+            }
+            Decision::Limited { retry_after_ms } => return Err(limited(retry_after_ms)),
         }
     }
 
     let calls = Cell::new(0);
+    let refill = Cell::new(None);
     let ip = async {
         if req.caller.charged_to_ip() {
             calls.set(calls.get() + 1);
@@ -250,7 +285,9 @@ pub async fn admit<'e>(
     let principal = async {
         match &req.principal_key {
             Some(key) => {
-                Some(principal_decision(env, key, &limits.principal, fail, req.now, &calls).await)
+                let decision =
+                    principal_decision(env, key, &limits.principal, fail, req.now, &calls, &refill);
+                Some(decision.await)
             }
             None => None,
         }
@@ -289,9 +326,20 @@ pub async fn admit<'e>(
         req.log.limiter = Some("fail_open");
         req.log.error = Some(detail);
     }
+    let background = match (refill.get(), &req.principal_key) {
+        (Some(want), Some(key)) => Some(refill_task(
+            env.clone(),
+            key.clone(),
+            limits.principal,
+            want,
+            req.now,
+        )),
+        _ => None,
+    };
     Ok(Admission {
         headers: headers(&entries),
         pending: None,
+        background,
     })
 }
 

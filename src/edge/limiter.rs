@@ -57,6 +57,9 @@ enum Message {
         policy: Policy,
         want: u32,
         hold_ms: i64,
+        /// A refill ahead of need: no request spends the first token now either.
+        #[serde(default)]
+        ahead: bool,
         #[serde(default)]
         fail: bool,
     },
@@ -92,7 +95,7 @@ pub async fn lease(
     policy: &Policy,
     want: u32,
     hold_ms: i64,
-    fail: bool,
+    ahead: bool,
 ) -> Result<Grant> {
     send(
         env,
@@ -101,7 +104,8 @@ pub async fn lease(
             policy: *policy,
             want,
             hold_ms,
-            fail,
+            ahead,
+            fail: false,
         },
     )
     .await?
@@ -212,9 +216,14 @@ impl DurableObject for RateLimiter {
                     policy,
                     want,
                     hold_ms,
+                    ahead,
                     ..
                 } => {
-                    let grant = stored.window.take(policy, now, *want, *hold_ms);
+                    let grant = if *ahead {
+                        stored.window.take_ahead(policy, now, *want, *hold_ms)
+                    } else {
+                        stored.window.take(policy, now, *want, *hold_ms)
+                    };
                     stored.idle_after = stored.window.idle_after(policy);
                     serde_json::to_string(&grant)?
                 }

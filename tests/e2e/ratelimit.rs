@@ -565,8 +565,14 @@ fn a_busy_key_spends_leased_tokens_with_one_d1_round_trip_each() {
         .filter(|l| ids.contains(&l["request_id"].as_str().unwrap_or("")))
         .collect();
     assert_eq!(lines.len(), 60);
-    assert!(lines.iter().all(|l| l["d1_calls"] == 1), "one D1 round trip each");
+    assert!(
+        lines.iter().all(|l| l["d1_calls"] == 1),
+        "one D1 round trip each"
+    );
     let object_calls: u64 = lines.iter().map(|l| l["do_calls"].as_u64().unwrap()).sum();
     // Leases of 1, 2, 4, 8, 16, then 30: a handful of calls, not 60.
-    assert!(object_calls <= 10, "{object_calls} limiter calls for 60 requests");
+    assert!(
+        object_calls <= 10,
+        "{object_calls} limiter calls for 60 requests"
+    );
 }

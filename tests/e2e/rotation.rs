@@ -18,6 +18,23 @@ fn ring(active: &str, ids: &[(&str, u8)]) -> String {
     json!({"active": active, "keys": keys}).to_string()
 }
 
+/// A team of `owner`'s for each plaintext, each storing it: the team ids, in order.
+fn store_keys(w: &Worker, owner: &str, plaintexts: &[impl AsRef<str>]) -> Vec<String> {
+    plaintexts
+        .iter()
+        .map(|p| {
+            let team = new_team(w, owner);
+            let r = Call::put(w, CREDENTIAL_PATH)
+                .bearer(&token(owner))
+                .header("X-Team-ID", &team)
+                .json(&json!({ "api_key": p.as_ref() }))
+                .send();
+            assert_eq!(r.status, 200, "{}", r.text);
+            team
+        })
+        .collect()
+}
+
 #[test]
 fn rotation_reencrypts_under_the_new_key_and_loses_nothing() {
     let plaintexts = [
@@ -31,19 +48,7 @@ fn rotation_reencrypts_under_the_new_key_and_loses_nothing() {
     // Key 1 only: three teams store a key each.
     let first = spawn(Options::default().var("CREDENTIAL_KEYS", &ring("k1", &[("k1", 1)])));
     let log1 = first.on_failure();
-    let teams: Vec<String> = plaintexts
-        .iter()
-        .map(|p| {
-            let team = new_team(&first, &owner);
-            let r = Call::put(&first, path)
-                .bearer(&token(&owner))
-                .header("X-Team-ID", &team)
-                .json(&json!({ "api_key": p }))
-                .send();
-            assert_eq!(r.status, 200, "{}", r.text);
-            team
-        })
-        .collect();
+    let teams = store_keys(&first, &owner, &plaintexts);
     let before = first.d1("SELECT team_id, key_id, ciphertext, key_preview, version FROM credentials ORDER BY team_id");
     assert!(before.iter().all(|r| r["key_id"] == "k1"));
     let state = first.state_dir.clone();
@@ -206,19 +211,7 @@ fn rotation_resumes_across_runs_and_rotates_twice() {
     let owner = unique_user("owner");
     let first = spawn(Options::default().var("CREDENTIAL_KEYS", &ring("k1", &[("k1", 1)])));
     let log1 = first.on_failure();
-    let mut teams: Vec<String> = plaintexts
-        .iter()
-        .map(|p| {
-            let team = new_team(&first, &owner);
-            let r = Call::put(&first, "/api/v1/cloud-providers/comfy-cloud")
-                .bearer(&token(&owner))
-                .header("X-Team-ID", &team)
-                .json(&json!({ "api_key": p }))
-                .send();
-            assert_eq!(r.status, 200, "{}", r.text);
-            team
-        })
-        .collect();
+    let mut teams = store_keys(&first, &owner, &plaintexts[..]);
     teams.sort();
     // First in the job's order: a row under a key no ring holds.
     let bad = "00000000-0000-7000-8000-000000000000";

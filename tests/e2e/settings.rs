@@ -178,14 +178,7 @@ fn a_team_admin_walks_the_settings_page_in_a_real_browser() {
 
     // What the stub saw: the rejected key checked once, the good one on both saves and the
     // re-verify.
-    let checks = |key: &str| {
-        stub()
-            .requests()
-            .into_iter()
-            .filter(|r| r["path"] == "/developer/api/v1/account")
-            .filter(|r| r["headers"]["authorization"] == format!("Bearer {key}"))
-            .count()
-    };
+    let checks = |key: &str| stub().account_checks_of(key).len();
     assert_eq!(checks(&bad), 1);
     assert_eq!(checks(&good), 3);
 

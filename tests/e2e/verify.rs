@@ -14,12 +14,7 @@ fn key(prefix: &str) -> String {
 
 /// The account checks the stub received for `key`.
 fn checks_of(key: &str) -> Vec<Value> {
-    stub()
-        .requests()
-        .into_iter()
-        .filter(|r| r["path"] == "/developer/api/v1/account")
-        .filter(|r| r["headers"]["authorization"] == format!("Bearer {key}"))
-        .collect()
+    stub().account_checks_of(key)
 }
 
 fn verification(reply: &Reply) -> Value {

@@ -103,6 +103,15 @@ impl Stub {
             .expect("the stub's requests as JSON")
     }
 
+    /// The account checks (verification calls) the stub received for `key`.
+    pub fn account_checks_of(&self, key: &str) -> Vec<Value> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r["path"] == "/developer/api/v1/account")
+            .filter(|r| r["headers"]["authorization"] == format!("Bearer {key}"))
+            .collect()
+    }
+
     /// The recorded requests whose path or query contains `marker`.
     pub fn requests_with(&self, marker: &str) -> Vec<Value> {
         self.requests()
