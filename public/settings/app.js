@@ -304,7 +304,6 @@ async function revokeProvider() {
 
 // API keys
 
-const keyPages = { cursor: null };
 
 function keyRow(key) {
   const status = key.revoked_at
@@ -325,17 +324,23 @@ function keyRow(key) {
   );
 }
 
-async function loadKeys(fresh) {
-  if (fresh) keyPages.cursor = null;
-  const query = `?limit=50${keyPages.cursor ? `&cursor=${encodeURIComponent(keyPages.cursor)}` : ""}`;
-  const page = await attempt(() => api("GET", `/api/v1/api-keys${query}`));
-  const body = $("keys-table").querySelector("tbody");
-  if (fresh) body.replaceChildren();
-  if (!page) return;
-  body.append(...page.api_keys.map(keyRow));
-  keyPages.cursor = page.next_cursor;
-  $("keys-more").hidden = !page.next_cursor;
+/// A table filled 50 rows at a time from a paginated list, with a "more" button.
+function pagedTable(path, field, tableId, moreId, row) {
+  let cursor = null;
+  return async function load(fresh) {
+    if (fresh) cursor = null;
+    const query = `?limit=50${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
+    const page = await attempt(() => api("GET", `${path}${query}`));
+    const body = $(tableId).querySelector("tbody");
+    if (fresh) body.replaceChildren();
+    if (!page) return;
+    body.append(...page[field].map(row));
+    cursor = page.next_cursor;
+    $(moreId).hidden = !page.next_cursor;
+  };
 }
+
+const loadKeys = pagedTable("/api/v1/api-keys", "api_keys", "keys-table", "keys-more", keyRow);
 
 function clearNewKey() {
   $("new-key-value").textContent = "";
@@ -411,30 +416,16 @@ async function loadAgents() {
 
 // Audit
 
-const auditPages = { cursor: null };
-
-async function loadAudit(fresh) {
-  if (fresh) auditPages.cursor = null;
-  const query = `?limit=50${auditPages.cursor ? `&cursor=${encodeURIComponent(auditPages.cursor)}` : ""}`;
-  const page = await attempt(() => api("GET", `/api/v1/audit-events${query}`));
-  const body = $("audit-table").querySelector("tbody");
-  if (fresh) body.replaceChildren();
-  if (!page) return;
-  body.append(
-    ...page.audit_events.map((e) =>
-      el(
-        "tr",
-        {},
-        el("td", {}, when(e.created_at)),
-        el("td", {}, el("code", {}, e.action)),
-        el("td", {}, `${e.actor_kind} ${e.actor_id}`),
-        el("td", {}, e.subject || e.provider || ""),
-      ),
-    ),
-  );
-  auditPages.cursor = page.next_cursor;
-  $("audit-more").hidden = !page.next_cursor;
-}
+const loadAudit = pagedTable("/api/v1/audit-events", "audit_events", "audit-table", "audit-more", (e) =>
+  el(
+    "tr",
+    {},
+    el("td", {}, when(e.created_at)),
+    el("td", {}, el("code", {}, e.action)),
+    el("td", {}, `${e.actor_kind} ${e.actor_id}`),
+    el("td", {}, e.subject || e.provider || ""),
+  ),
+);
 
 // ---------------------------------------------------------------- wiring
 

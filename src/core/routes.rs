@@ -47,14 +47,6 @@ impl Route {
     pub fn authenticated(self) -> bool {
         !matches!(self, Route::Healthz | Route::OpenApi)
     }
-
-    /// Whether the route only reads (its method is GET): its principal's lease renewal may
-    /// run beside its D1 read, since a refusal then only discards what was read.
-    pub fn reads_only(self) -> bool {
-        ROUTES
-            .iter()
-            .any(|spec| spec.route == self && spec.method == "GET")
-    }
 }
 
 pub struct RouteSpec {
@@ -239,19 +231,6 @@ fn match_template<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_get_routes_read_only() {
-        for spec in ROUTES {
-            assert_eq!(
-                spec.route.reads_only(),
-                spec.method == "GET",
-                "{}",
-                spec.template
-            );
-        }
-        assert!(Route::GetCredential.reads_only() && !Route::PutCredential.reads_only());
-    }
 
     #[test]
     fn matches_exact_paths_only() {

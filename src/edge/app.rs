@@ -2,7 +2,7 @@
 
 use std::{cell::OnceCell, rc::Rc};
 
-use futures_util::{future::join, StreamExt};
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use worker::{console_log, Context, Date, Env, Method, Request, Response};
 
@@ -207,7 +207,7 @@ async fn dispatch(
         _ => None,
     };
     let ip_key = client_ip_key(header("CF-Connecting-IP").as_deref());
-    let admission = gate::admit(
+    let mut admission = gate::admit(
         env,
         &config,
         gate::Request {
@@ -219,7 +219,6 @@ async fn dispatch(
             key_hash: key_hash.clone(),
             is_write: !matches!(req.method(), Method::Get | Method::Head),
             anonymous_d1: matches!(&matched, Some(m) if m.route == Route::Healthz),
-            defer_principal: matches!(&matched, Some(m) if m.route.reads_only()),
             fail_limiter: header("X-Test-Fail-Limiter").is_some(),
             now,
             log,
@@ -240,51 +239,39 @@ async fn dispatch(
         presented,
         authenticated: false,
     };
-    let mut admission = admission;
     if let Some(refill) = admission.background.take() {
         ctx.context.wait_until(refill);
     }
     let ctx = &mut ctx;
     use handlers::*;
-    let handled = async {
-        match (&matched, mount) {
-            (None, Some(mount)) => proxy::handle(ctx, mount).await,
-            (None, None) => Err(ApiError::not_found("No such endpoint")),
-            (Some(matched), _) => match matched.route {
-                Route::Healthz => health::healthz(ctx).await,
-                Route::OpenApi => openapi::openapi(ctx).await,
-                Route::CreateTeam => teams::create_team(ctx).await,
-                Route::ListTeams => teams::list_teams(ctx).await,
-                Route::GetTeam => teams::get_team(ctx).await,
-                Route::RenameTeam => teams::rename_team(ctx).await,
-                Route::DeleteTeam => teams::delete_team(ctx).await,
-                Route::ListMembers => teams::list_members(ctx).await,
-                Route::SetMember => teams::set_member(ctx, matched).await,
-                Route::RemoveMember => teams::remove_member(ctx, matched).await,
-                Route::CreateApiKey => api_keys::create(ctx).await,
-                Route::ListApiKeys => api_keys::list(ctx).await,
-                Route::RevokeApiKey => api_keys::revoke(ctx, matched).await,
-                Route::ListCredentials => credentials::list(ctx).await,
-                Route::PutCredential => credentials::put(ctx, matched).await,
-                Route::GetCredential => credentials::get(ctx, matched).await,
-                Route::PatchCredential => credentials::patch(ctx, matched).await,
-                Route::DeleteCredential => credentials::delete(ctx, matched).await,
-                Route::VerifyCredential => credentials::verify(ctx, matched).await,
-                Route::ListAuditEvents => audit::list(ctx).await,
-                Route::AgentHeartbeat => agents::heartbeat(ctx).await,
-                Route::ListAgents => agents::list(ctx).await,
-                Route::RouteTask => agents::route(ctx).await,
-            },
-        }
-    };
-    // A read whose principal needed a lease renewal: the renewal and the handler's D1 read
-    // run at once, and a refusal replaces what was read.
-    let mut result = match admission.pending.take() {
-        None => handled.await,
-        Some(pending) => {
-            let (result, decision) = join(handled, pending).await;
-            admission.settle(&ctx.config, decision, ctx.log).and(result)
-        }
+    let mut result = match (&matched, mount) {
+        (None, Some(mount)) => proxy::handle(ctx, mount).await,
+        (None, None) => Err(ApiError::not_found("No such endpoint")),
+        (Some(matched), _) => match matched.route {
+            Route::Healthz => health::healthz(ctx).await,
+            Route::OpenApi => openapi::openapi(ctx).await,
+            Route::CreateTeam => teams::create_team(ctx).await,
+            Route::ListTeams => teams::list_teams(ctx).await,
+            Route::GetTeam => teams::get_team(ctx).await,
+            Route::RenameTeam => teams::rename_team(ctx).await,
+            Route::DeleteTeam => teams::delete_team(ctx).await,
+            Route::ListMembers => teams::list_members(ctx).await,
+            Route::SetMember => teams::set_member(ctx, matched).await,
+            Route::RemoveMember => teams::remove_member(ctx, matched).await,
+            Route::CreateApiKey => api_keys::create(ctx).await,
+            Route::ListApiKeys => api_keys::list(ctx).await,
+            Route::RevokeApiKey => api_keys::revoke(ctx, matched).await,
+            Route::ListCredentials => credentials::list(ctx).await,
+            Route::PutCredential => credentials::put(ctx, matched).await,
+            Route::GetCredential => credentials::get(ctx, matched).await,
+            Route::PatchCredential => credentials::patch(ctx, matched).await,
+            Route::DeleteCredential => credentials::delete(ctx, matched).await,
+            Route::VerifyCredential => credentials::verify(ctx, matched).await,
+            Route::ListAuditEvents => audit::list(ctx).await,
+            Route::AgentHeartbeat => agents::heartbeat(ctx).await,
+            Route::ListAgents => agents::list(ctx).await,
+            Route::RouteTask => agents::route(ctx).await,
+        },
     };
     // A key D1 refused is a failed authentication, counted for its address; a key that
     // authenticated is reported to its address's object, after the response.

@@ -116,10 +116,6 @@ async fn ask(
     })
 }
 
-/// A principal's lease renewal not awaited yet: for a route that only reads, it runs beside
-/// the handler's D1 read ([`Admission::settle`]).
-pub type Pending<'a> = Pin<Box<dyn Future<Output = worker::Result<Decision>> + 'a>>;
-
 fn with_lease<T>(key: &str, now: UnixMillis, f: impl FnOnce(&mut Lease) -> T) -> T {
     LEASES.with(|leases| {
         let mut leases = leases.borrow_mut();
@@ -133,42 +129,14 @@ fn with_lease<T>(key: &str, now: UnixMillis, f: impl FnOnce(&mut Lease) -> T) ->
     })
 }
 
-pub struct Admission<'a> {
+pub struct Admission {
     /// `(RateLimit-Policy, RateLimit)` for the limiters passed, if any.
     headers: Option<(String, String)>,
-    /// The principal's decision, still in flight (a read-only route).
-    pub pending: Option<Pending<'a>>,
     /// A refill of the principal's lease, to run after the response.
     pub background: Option<Background>,
 }
 
-impl Admission<'_> {
-    /// The deferred principal decision, once it arrived beside the handler's work: a
-    /// refusal replaces the response (429); an unreachable limiter fails open, as any read.
-    pub fn settle(
-        &mut self,
-        config: &Config,
-        decision: worker::Result<Decision>,
-        log: &mut RequestLog,
-    ) -> Result<(), ApiError> {
-        let policy = &config.limits.principal;
-        match decision {
-            Ok(Decision::Limited { retry_after_ms }) => Err(limited(retry_after_ms)),
-            Ok(Decision::Allowed {
-                remaining,
-                reset_ms,
-            }) => {
-                self.headers = headers(&[("principal", policy, remaining, reset_ms)]);
-                Ok(())
-            }
-            Err(e) => {
-                log.limiter = Some("fail_open");
-                log.error = Some(format!("principal limiter: {e}"));
-                Ok(())
-            }
-        }
-    }
-
+impl Admission {
     /// Adds our `RateLimit` headers, unless the response already has the provider's (a
     /// relayed proxy response): those describe the budget the caller is spending there.
     pub fn decorate(&self, response: &Response) {
@@ -193,9 +161,6 @@ pub struct Request<'a> {
     pub is_write: bool,
     /// The route reads D1 for an anonymous caller (`/healthz`).
     pub anonymous_d1: bool,
-    /// The route only reads: a principal's lease renewal may be left pending, to run beside
-    /// the handler's D1 read instead of before it.
-    pub defer_principal: bool,
     /// Test hook: make the limiter objects throw (only with TEST_HOOKS=1).
     pub fail_limiter: bool,
     pub now: UnixMillis,
@@ -211,11 +176,7 @@ fn unreachable_limiter(detail: String) -> ApiError {
     ApiError::unavailable("Rate limiting is unavailable; retry shortly", detail)
 }
 
-pub async fn admit<'e>(
-    env: &'e Env,
-    config: &Config,
-    req: Request<'_>,
-) -> Result<Admission<'e>, ApiError> {
+pub async fn admit(env: &Env, config: &Config, req: Request<'_>) -> Result<Admission, ApiError> {
     let limits = &config.limits;
     let fail = req.fail_limiter && config.test_hooks;
 
@@ -229,46 +190,6 @@ pub async fn admit<'e>(
                 Ok(false) => return Err(limited(until - req.now)),
                 Err(e) => return Err(unreachable_limiter(format!("ip limiter: {e}"))),
             }
-        }
-    }
-
-    // A read by a principal whose lease is spent: its renewal is left to run beside D1.
-    if let (true, false, false, Some(key)) = (
-        req.defer_principal,
-        fail,
-        req.caller.charged_to_ip(),
-        &req.principal_key,
-    ) {
-        let policy = limits.principal;
-        let step = with_lease(key, req.now, |lease| lease.step(&policy, req.now));
-        let (decision, refill) = match step {
-            Step::Spent(decision) => (decision, None),
-            Step::SpentRefill { decision, want } => (decision, Some(want)),
-            Step::Ask { want, renewal } => {
-                req.log.do_calls += 1;
-                let (key, now) = (key.clone(), req.now);
-                return Ok(Admission {
-                    headers: None,
-                    pending: Some(Box::pin(async move {
-                        ask(env, &key, &policy, want, renewal, now).await
-                    })),
-                    background: None,
-                });
-            }
-        };
-        match decision {
-            Decision::Allowed {
-                remaining,
-                reset_ms,
-            } => {
-                return Ok(Admission {
-                    headers: headers(&[("principal", &limits.principal, remaining, reset_ms)]),
-                    pending: None,
-                    background: refill
-                        .map(|want| refill_task(env.clone(), key.clone(), policy, want, req.now)),
-                })
-            }
-            Decision::Limited { retry_after_ms } => return Err(limited(retry_after_ms)),
         }
     }
 
@@ -338,7 +259,6 @@ pub async fn admit<'e>(
     };
     Ok(Admission {
         headers: headers(&entries),
-        pending: None,
         background,
     })
 }
