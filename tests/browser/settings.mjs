@@ -188,15 +188,25 @@ await page.locator('#keys-table tr:has-text("ci-pipeline")').filter({ hasText: "
 const after = await fetch(`${BASE}/api/v1/cloud-providers/comfy-cloud`, { headers: { Authorization: `Bearer ${sk}` } });
 assert.equal(after.status, 401);
 
-// Audit, newest first.
+// Audit, newest first, 50 to a page: the team was renamed 50 times before the story, so
+// its creation is on the second page.
 await view(page, "Audit");
 await page.locator("#audit-table tbody tr").first().waitFor();
-const actions = await page.locator("#audit-table tbody tr td:nth-child(2)").allInnerTexts();
-assert.equal(actions[0], "api_key.revoked");
-for (const action of ["api_key.created", "credential.put", "credential.delete", "credential.patch", "team.created"]) {
-  assert.ok(actions.includes(action), `${action} in ${actions}`);
+const cells = "#audit-table tbody tr td:nth-child(2)";
+const firstPage = await page.locator(cells).allInnerTexts();
+assert.equal(firstPage.length, 50);
+assert.equal(firstPage[0], "api_key.revoked");
+for (const action of ["api_key.created", "credential.put", "credential.delete", "credential.patch"]) {
+  assert.ok(firstPage.includes(action), `${action} in ${firstPage}`);
 }
+assert.ok(!firstPage.includes("team.created"));
 await shot(page, "audit");
+await page.getByRole("button", { name: "Older events" }).click();
+await page.locator(cells).nth(50).waitFor();
+const both = await page.locator(cells).allInnerTexts();
+assert.equal(both.at(-1), "team.created", "the oldest event last");
+assert.deepEqual(both.slice(0, 50), firstPage, "the first page stays, the next is appended");
+assert.equal(await page.getByRole("button", { name: "Older events" }).isVisible(), false);
 const width = await page.evaluate(() => document.documentElement.scrollWidth);
 assert.ok(width <= 375, `no horizontal scrolling at 375 px (${width})`);
 

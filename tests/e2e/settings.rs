@@ -122,6 +122,15 @@ fn a_team_admin_walks_the_settings_page_in_a_real_browser() {
     plaintexts::watch(&bad);
     stub().allow(&good);
     let agent_name = unique_user("gpu");
+    // Fifty renames: the audit view then has a second page.
+    for i in 0..50 {
+        let r = Call::patch(w, "/api/v1/team")
+            .bearer(&token(&team.owner))
+            .header("X-Team-ID", &team.id)
+            .json(&json!({ "name": format!("Render farm {i}") }))
+            .send();
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
 
     // The owner's link from the script a developer would use.
     let link = Command::new("node")
