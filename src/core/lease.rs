@@ -138,16 +138,11 @@ impl Lease {
                 reset_ms,
             } => {
                 let end = sent_at + lease_ms(policy);
-                if grant.granted > 1 && end > now {
-                    let at = self.pool.partition_point(|&(e, _)| e <= end);
-                    self.pool.insert(at, (end, grant.granted - 1));
-                }
+                self.receive(end, grant.granted - 1, now, remaining, reset_ms);
                 if renewal {
                     self.last_end = end;
                     self.emptied = grant.granted <= 1;
                 }
-                self.remaining = remaining;
-                self.reset_at = now + reset_ms;
                 Decision::Allowed {
                     remaining: remaining + self.unspent(),
                     reset_ms,
@@ -180,15 +175,31 @@ impl Lease {
         } = grant.decision
         {
             let end = sent_at + lease_ms(policy);
-            if grant.granted > 0 && end > now {
-                let at = self.pool.partition_point(|&(e, _)| e <= end);
-                self.pool.insert(at, (end, grant.granted));
+            if self.receive(end, grant.granted, now, remaining, reset_ms) {
                 self.last_end = end;
                 self.emptied = false;
             }
-            self.remaining = remaining;
-            self.reset_at = now + reset_ms;
         }
+    }
+
+    /// Granted tokens joining the pool until `end` (none once it has passed), and what the
+    /// object said with them. Whether any joined.
+    fn receive(
+        &mut self,
+        end: UnixMillis,
+        tokens: u32,
+        now: UnixMillis,
+        remaining: u32,
+        reset_ms: i64,
+    ) -> bool {
+        self.remaining = remaining;
+        self.reset_at = now + reset_ms;
+        if tokens == 0 || end <= now {
+            return false;
+        }
+        let at = self.pool.partition_point(|&(e, _)| e <= end);
+        self.pool.insert(at, (end, tokens));
+        true
     }
 
     /// The object could not be reached.

@@ -44,22 +44,16 @@ struct Stored {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Message {
-    /// Count one request and decide.
-    Check {
-        policy: Policy,
-        /// Test hook: throw instead of deciding (honoured only with TEST_HOOKS=1).
-        #[serde(default)]
-        fail: bool,
-    },
-    /// Grant up to `want` tokens, the first now and the rest held for `hold_ms`
-    /// (`core/lease.rs`).
-    Lease {
+    /// Grant up to `want` requests: the first counted now, the rest held for `hold_ms` (a
+    /// lease, `core/lease.rs`); one request with no hold is a plain decision.
+    Take {
         policy: Policy,
         want: u32,
         hold_ms: i64,
         /// A refill ahead of need: no request spends the first token now either.
         #[serde(default)]
         ahead: bool,
+        /// Test hook: throw instead of deciding (honoured only with TEST_HOOKS=1).
         #[serde(default)]
         fail: bool,
     },
@@ -73,19 +67,9 @@ enum Message {
     },
 }
 
-/// Asks the object named `key` for a decision: one round trip.
+/// Asks the object named `key` for a decision on one request: one round trip.
 pub async fn check(env: &Env, key: &str, policy: &Policy, fail: bool) -> Result<Decision> {
-    send(
-        env,
-        key,
-        &Message::Check {
-            policy: *policy,
-            fail,
-        },
-    )
-    .await?
-    .json()
-    .await
+    Ok(take(env, key, policy, 1, 0, false, fail).await?.decision)
 }
 
 /// Asks the object named `key` for a lease of up to `want` tokens: one round trip.
@@ -97,20 +81,26 @@ pub async fn lease(
     hold_ms: i64,
     ahead: bool,
 ) -> Result<Grant> {
-    send(
-        env,
-        key,
-        &Message::Lease {
-            policy: *policy,
-            want,
-            hold_ms,
-            ahead,
-            fail: false,
-        },
-    )
-    .await?
-    .json()
-    .await
+    take(env, key, policy, want, hold_ms, ahead, false).await
+}
+
+async fn take(
+    env: &Env,
+    key: &str,
+    policy: &Policy,
+    want: u32,
+    hold_ms: i64,
+    ahead: bool,
+    fail: bool,
+) -> Result<Grant> {
+    let message = Message::Take {
+        policy: *policy,
+        want,
+        hold_ms,
+        ahead,
+        fail,
+    };
+    send(env, key, &message).await?.json().await
 }
 
 /// Tells an address's object that a key authenticated from it.
@@ -193,9 +183,7 @@ impl DurableObject for RateLimiter {
         let message: Message = req.json().await?;
         let fail = matches!(
             message,
-            Message::Check { fail: true, .. }
-                | Message::Lease { fail: true, .. }
-                | Message::Knows { fail: true, .. }
+            Message::Take { fail: true, .. } | Message::Knows { fail: true, .. }
         );
         if fail && self.test_hooks {
             return Err(worker::Error::RustError("injected limiter failure".into()));
@@ -207,12 +195,7 @@ impl DurableObject for RateLimiter {
             let stored = slot.get_or_insert_with(Stored::default);
             let before = stored.clone();
             let answer = match &message {
-                Message::Check { policy, .. } => {
-                    let decision = stored.window.decide(policy, now);
-                    stored.idle_after = stored.window.idle_after(policy);
-                    serde_json::to_string(&decision)?
-                }
-                Message::Lease {
+                Message::Take {
                     policy,
                     want,
                     hold_ms,
