@@ -52,8 +52,7 @@ impl Mount {
 /// The host part of a request URL (`http://localhost:8787/x` → `localhost`), lower-cased,
 /// without port or userinfo. `None` for a URL with no authority.
 pub fn url_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
+    let (_, authority) = origin_and_authority(url)?;
     let authority = authority.rsplit('@').next()?;
     let host = if let Some(v6) = authority.strip_prefix('[') {
         format!("[{}]", v6.split(']').next()?)
@@ -61,6 +60,23 @@ pub fn url_host(url: &str) -> Option<String> {
         authority.split(':').next()?.to_string()
     };
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// `scheme://authority` of an absolute URL, as the runtime hands it over; `None` without
+/// a scheme or an authority.
+pub fn url_origin(url: &str) -> Option<&str> {
+    origin_and_authority(url)
+        .filter(|(_, authority)| !authority.is_empty())
+        .map(|(origin, _)| origin)
+}
+
+/// The URL up to the end of its authority, and the authority alone.
+fn origin_and_authority(url: &str) -> Option<(&str, &str)> {
+    let start = url.find("://")? + 3;
+    let len = url[start..]
+        .find(['/', '?', '#'])
+        .unwrap_or(url.len() - start);
+    Some((&url[..start + len], &url[start..start + len]))
 }
 
 /// The raw path and the raw query (with its `?`) of a request URL, exactly as sent.

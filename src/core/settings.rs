@@ -26,14 +26,6 @@ pub fn asset_path(path: &str) -> Option<String> {
     }
 }
 
-/// `scheme://authority` of an absolute URL, as the runtime hands it over.
-pub fn origin_of(url: &str) -> Option<&str> {
-    let scheme_end = url.find("://")?;
-    let rest = &url[scheme_end + 3..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    (authority_len > 0).then(|| &url[..scheme_end + 3 + authority_len])
-}
-
 /// Whether `path` belongs to the page at all (so a miss is the page's 404, not the API's).
 pub fn is_settings_path(path: &str) -> bool {
     path == "/settings" || path.starts_with("/settings/")
@@ -133,13 +125,14 @@ mod tests {
             assert_eq!(asset_path(refused), None, "{refused}");
         }
         assert!(is_settings_path("/settings/nope") && !is_settings_path("/settingsx"));
+        use crate::core::proxy::url_origin;
         assert_eq!(
-            origin_of("http://127.0.0.1:8787/settings?x#y"),
+            url_origin("http://127.0.0.1:8787/settings?x#y"),
             Some("http://127.0.0.1:8787")
         );
-        assert_eq!(origin_of("https://a.example"), Some("https://a.example"));
-        assert_eq!(origin_of("https:///x"), None);
-        assert_eq!(origin_of("/settings"), None);
+        assert_eq!(url_origin("https://a.example"), Some("https://a.example"));
+        assert_eq!(url_origin("https:///x"), None);
+        assert_eq!(url_origin("/settings"), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use worker::{Env, Headers, Method, Request, RequestInit, Response, ResponseBody,
 use crate::core::{
     config::Config,
     error::{ApiError, ErrorKind},
-    settings,
+    proxy, settings,
 };
 
 /// Response headers of the asset that are passed on: what it is and how to revalidate it.
@@ -27,7 +27,7 @@ pub async fn serve(req: &Request, env: &Env, config: &Config) -> Result<Response
     let asset = settings::asset_path(&path).ok_or_else(|| ApiError::not_found("No such page"))?;
     // The URL as the runtime gives it (no URL parser linked into the worker just for this).
     let url = req.inner().url();
-    let origin = settings::origin_of(&url)
+    let origin = proxy::url_origin(&url)
         .ok_or_else(|| ApiError::internal("settings: a request URL without an origin"))?;
     let asset_url = format!("{origin}{asset}");
 

@@ -70,17 +70,10 @@ pub async fn list_teams(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     ))
 }
 
-/// The caller's user id and team, for the team's own endpoints: a JWT only.
-async fn team_member(ctx: &mut Ctx<'_>) -> Result<(Actor, String, String), ApiError> {
-    let actor = authenticate(ctx, TeamScope::Scoped).await?;
-    match &actor {
-        Actor::User {
-            user_id,
-            team: Some((team_id, _)),
-        } => {
-            let ids = (user_id.clone(), team_id.clone());
-            Ok((actor, ids.0, ids.1))
-        }
+/// The caller, for the team's own endpoints: a JWT user of the team (`X-Team-ID`) only.
+async fn team_member(ctx: &mut Ctx<'_>) -> Result<Actor, ApiError> {
+    match authenticate(ctx, TeamScope::Scoped).await? {
+        actor @ Actor::User { team: Some(_), .. } => Ok(actor),
         _ => Err(ApiError::forbidden(KEYS_CANNOT_MANAGE_TEAMS)),
     }
 }
@@ -107,10 +100,11 @@ async fn pinned_version(
 }
 
 pub async fn get_team(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
-    let (_, user_id, team_id) = team_member(ctx).await?;
+    let actor = team_member(ctx).await?;
+    let (user_id, team_id) = (actor.id(), actor.team_id().unwrap_or_default());
     let state = ctx
         .repo
-        .team(&team_id, &user_id)
+        .team(team_id, user_id)
         .await?
         .ok_or_else(|| ApiError::not_found(TEAM_DELETED))?;
     Ok(team_response(200, &state))
@@ -118,19 +112,20 @@ pub async fn get_team(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
 
 /// Renames the team (owners and admins), with `team.renamed` in the same batch.
 pub async fn rename_team(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
-    let (actor, user_id, team_id) = team_member(ctx).await?;
+    let actor = team_member(ctx).await?;
+    let (user_id, team_id) = (actor.id(), actor.team_id().unwrap_or_default());
     let body: RenameTeam = ctx.json_body().await?;
     body.validate()?;
-    let expected = pinned_version(ctx, &team_id, &user_id).await?;
-    let event = super::audit_event(ctx, &actor, "team.renamed", None, Some(&team_id));
+    let expected = pinned_version(ctx, team_id, user_id).await?;
+    let event = super::audit_event(ctx, &actor, "team.renamed", None, Some(team_id));
     match ctx
         .repo
-        .rename_team(&team_id, &user_id, &body.name, expected, &event)
+        .rename_team(team_id, user_id, &body.name, expected, &event)
         .await?
     {
         Some(state) => Ok(team_response(200, &state)),
         None => {
-            let now = ctx.repo.team(&team_id, &user_id).await?;
+            let now = ctx.repo.team(team_id, user_id).await?;
             Err(team_change_refusal(now.as_ref(), expected, false))
         }
     }
@@ -139,17 +134,18 @@ pub async fn rename_team(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
 /// Deletes the team (owners only): every key revoked, every ciphertext destroyed, the
 /// members removed, `team.deleted` kept in the audit trail; all in one batch.
 pub async fn delete_team(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
-    let (actor, user_id, team_id) = team_member(ctx).await?;
-    let expected = pinned_version(ctx, &team_id, &user_id).await?;
-    let event = super::audit_event(ctx, &actor, "team.deleted", None, Some(&team_id));
+    let actor = team_member(ctx).await?;
+    let (user_id, team_id) = (actor.id(), actor.team_id().unwrap_or_default());
+    let expected = pinned_version(ctx, team_id, user_id).await?;
+    let event = super::audit_event(ctx, &actor, "team.deleted", None, Some(team_id));
     if ctx
         .repo
-        .delete_team(&team_id, &user_id, expected, ctx.now, &event)
+        .delete_team(team_id, user_id, expected, ctx.now, &event)
         .await?
     {
         Ok(http::empty(204))
     } else {
-        let now = ctx.repo.team(&team_id, &user_id).await?;
+        let now = ctx.repo.team(team_id, user_id).await?;
         Err(team_change_refusal(now.as_ref(), expected, true))
     }
 }
