@@ -197,6 +197,51 @@ pub fn version_etag(version: i64) -> String {
     format!("\"{version}\"")
 }
 
+/// What a credential PUT requires of the row it replaces, checked by the write itself, in
+/// its own statements: the row still at `expected`, and (for any `If-Match`) still there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Precondition {
+    pub expected: Option<i64>,
+    pub must_exist: bool,
+}
+
+impl Precondition {
+    /// `If-Match` evaluated against the row just read ([`check_if_match`]): 412 at once when
+    /// it names no current representation.
+    pub fn against(
+        header: Option<&str>,
+        current: Option<&CredentialRecord>,
+    ) -> Result<Precondition, ApiError> {
+        Ok(Precondition {
+            expected: check_if_match(header, current)?,
+            must_exist: header.is_some(),
+        })
+    }
+
+    /// `If-Match` as the write alone can decide it, with no read first: none, `*`, or one
+    /// strong ETag. `None` for anything else (a list, a weak or malformed tag), which is
+    /// decided against the row read.
+    pub fn from_header(header: Option<&str>) -> Option<Precondition> {
+        let Some(header) = header.map(str::trim) else {
+            return Some(Precondition {
+                expected: None,
+                must_exist: false,
+            });
+        };
+        let expected = if header == "*" {
+            None
+        } else {
+            let version: i64 = header.strip_prefix('"')?.strip_suffix('"')?.parse().ok()?;
+            // One spelling only: "7", not "07" or "+7".
+            Some(Some(version).filter(|v| version_etag(*v) == header)?)
+        };
+        Some(Precondition {
+            expected,
+            must_exist: true,
+        })
+    }
+}
+
 /// `If-Match: *`: any current representation will do.
 pub fn if_match_is_any(header: &str) -> bool {
     header.split(',').map(str::trim).any(|tag| tag == "*")
@@ -205,6 +250,47 @@ pub fn if_match_is_any(header: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_put_decides_if_match_itself_when_the_header_alone_can_say_what_it_needs() {
+        let p = |expected, must_exist| {
+            Some(Precondition {
+                expected,
+                must_exist,
+            })
+        };
+        assert_eq!(Precondition::from_header(None), p(None, false));
+        assert_eq!(Precondition::from_header(Some("*")), p(None, true));
+        assert_eq!(Precondition::from_header(Some(" \"7\" ")), p(Some(7), true));
+        for other in [
+            "\"07\"",
+            "\"+7\"",
+            "W/\"7\"",
+            "\"7\", \"8\"",
+            "7",
+            "\"\"",
+            "\"x\"",
+        ] {
+            assert_eq!(Precondition::from_header(Some(other)), None, "{other}");
+        }
+        // Against a row read: 412 at once, or what the write must still find.
+        let row = record(7);
+        assert_eq!(
+            Precondition::against(Some("\"7\", \"8\""), Some(&row)).unwrap(),
+            Precondition {
+                expected: Some(7),
+                must_exist: true
+            }
+        );
+        assert!(Precondition::against(Some("*"), None).is_err());
+        assert_eq!(
+            Precondition::against(None, None).unwrap(),
+            Precondition {
+                expected: None,
+                must_exist: false
+            }
+        );
+    }
 
     #[test]
     fn previews_never_show_more_than_a_third() {

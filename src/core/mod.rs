@@ -23,5 +23,6 @@ pub mod routes;
 pub mod settings;
 pub mod teams;
 pub mod time;
+pub mod ttl_cache;
 pub mod upstream;
 pub mod verify;

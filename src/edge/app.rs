@@ -54,6 +54,9 @@ pub struct Ctx<'a> {
     pub log: &'a mut RequestLog,
     /// What the caller presented, checked without I/O; taken by `auth::authenticate`.
     pub presented: Option<Presented>,
+    /// The caller's principal ([`Presented::principal_key`]): its rate limit, and its entry
+    /// in this isolate's memory of writers (`auth::known_writer`).
+    pub principal_key: Option<String>,
     /// Set once `auth::authenticate` has accepted the caller.
     pub authenticated: bool,
 }
@@ -206,6 +209,9 @@ async fn dispatch(
         Some(Presented::ApiKey { hash }) => Some(hash.clone()),
         _ => None,
     };
+    let principal_key = presented
+        .as_ref()
+        .and_then(|p| p.principal_key(team_header.as_deref()));
     let ip_key = client_ip_key(header("CF-Connecting-IP").as_deref());
     let mut admission = gate::admit(
         env,
@@ -213,9 +219,7 @@ async fn dispatch(
         gate::Request {
             ip_key: ip_key.clone(),
             caller,
-            principal_key: presented
-                .as_ref()
-                .and_then(|p| p.principal_key(team_header.as_deref())),
+            principal_key: principal_key.clone(),
             key_hash: key_hash.clone(),
             is_write: !matches!(req.method(), Method::Get | Method::Head),
             anonymous_d1: matches!(&matched, Some(m) if m.route == Route::Healthz),
@@ -237,6 +241,7 @@ async fn dispatch(
         now,
         log,
         presented,
+        principal_key,
         authenticated: false,
     };
     if let Some(refill) = admission.background.take() {

@@ -19,6 +19,7 @@ use crate::core::{
         bearer::{self, Bearer, EXPIRED_TOKEN, INVALID_API_KEY, INVALID_TOKEN},
         jwt::{JwtError, Session},
         session_cache::SessionCache,
+        writer_cache::WriterCache,
     },
     config::Config,
     credentials::CredentialRecord,
@@ -51,6 +52,8 @@ pub enum Presented {
 thread_local! {
     /// Tokens this isolate verified lately (`core/auth/session_cache.rs`).
     static SESSIONS: RefCell<SessionCache> = RefCell::new(SessionCache::default());
+    /// Callers this isolate authenticated from D1 lately (`core/auth/writer_cache.rs`).
+    static WRITERS: RefCell<WriterCache> = RefCell::new(WriterCache::default());
 }
 
 pub fn present(authorization: Option<&str>, config: &Config, now: UnixMillis) -> Presented {
@@ -104,13 +107,53 @@ pub async fn authenticate(ctx: &mut Ctx<'_>, scope: TeamScope) -> Result<Actor, 
                     Some(membership(ctx, team_id, member).await?)
                 }
             };
-            Actor::User {
-                user_id: session.user_id,
-                team,
-            }
+            remembered(
+                ctx,
+                Actor::User {
+                    user_id: session.user_id,
+                    team,
+                },
+                None,
+            )
         }
     };
     Ok(logged(ctx, actor))
+}
+
+/// The caller as this isolate remembers it from an earlier request, when `may` lets it go
+/// ahead: no D1 read. The write that follows must re-check the caller in its own
+/// statements ([`super::repo::WriteGuard`]) and call [`forget_writer`] when that refuses it.
+/// `None`: authenticate as usual.
+pub fn known_writer(ctx: &mut Ctx<'_>, may: impl Fn(&Actor) -> bool) -> Option<Actor> {
+    let principal = ctx.principal_key.as_deref()?;
+    let known = WRITERS.with(|w| w.borrow_mut().writer(principal, ctx.now, may))?;
+    take_presented(ctx).ok()?;
+    if let (true, Actor::Key { key_id, .. }) = (known.touch, &known.actor) {
+        touch_after_response(ctx, key_id.clone());
+    }
+    Some(logged(ctx, known.actor))
+}
+
+/// After a write refused its writer: the next request reads D1 again.
+pub fn forget_writer(ctx: &Ctx<'_>) {
+    if let Some(principal) = ctx.principal_key.as_deref() {
+        WRITERS.with(|w| w.borrow_mut().forget(principal));
+    }
+}
+
+/// Remembers a caller D1 has just vouched for (`key`: an API key's expiry and last use).
+fn remembered(
+    ctx: &Ctx<'_>,
+    actor: Actor,
+    key: Option<(Option<UnixMillis>, Option<UnixMillis>)>,
+) -> Actor {
+    if let Some(principal) = ctx.principal_key.clone() {
+        WRITERS.with(|w| {
+            w.borrow_mut()
+                .remember(principal, actor.clone(), key, ctx.now)
+        });
+    }
+    actor
 }
 
 /// [`authenticate`] for a team-scoped credential endpoint, reading the team's credential
@@ -157,7 +200,7 @@ async fn authenticate_with_sealed(
                 user_id: session.user_id,
                 team: Some(membership(ctx, team_id, member).await?),
             };
-            (actor, credential)
+            (remembered(ctx, actor, None), credential)
         }
     };
     Ok((logged(ctx, actor), credential))
@@ -189,10 +232,16 @@ async fn key_actor(ctx: &mut Ctx<'_>, record: Option<ApiKeyRecord>) -> Result<Ac
     let record = record
         .filter(|r| r.is_usable(ctx.now))
         .ok_or_else(|| ApiError::unauthorized(INVALID_API_KEY))?;
+    let mut last_used_at = record.last_used_at;
     if record.needs_last_used_update(ctx.now) {
         touch_after_response(ctx, record.id.clone());
+        last_used_at = Some(ctx.now);
     }
-    Ok(record.actor())
+    Ok(remembered(
+        ctx,
+        record.actor(),
+        Some((record.expires_at, last_used_at)),
+    ))
 }
 
 /// Records the key's use after the response: a failed write costs the caller nothing, and
@@ -223,7 +272,7 @@ fn named_team(ctx: &mut Ctx<'_>) -> Result<String, ApiError> {
 /// The caller's role in the team named, or the refusal: 404 for a deleted team (its former
 /// members' tokens find nothing there), 403 for any other team the caller is not in. The
 /// extra read is on the refusal path only.
-async fn membership(
+pub async fn membership(
     ctx: &Ctx<'_>,
     team_id: String,
     member: Option<MemberRecord>,

@@ -679,3 +679,168 @@ fn a_writer_that_loses_its_right_mid_request_writes_nothing() {
     put.assert_error(403, "forbidden");
     assert_eq!(team.row(w), Value::Null);
 }
+
+/// A caller this worker has just authenticated PUTs with one D1 round trip (the guarded
+/// write alone), by the log line's own count; revocation, demotion, removal and deletion
+/// still refuse the very next PUT, with nothing stored or audited; If-Match and the
+/// verification event are decided by that one write.
+#[test]
+fn a_repeat_put_is_one_d1_round_trip_and_still_refused_at_once() {
+    let w = worker();
+    let _log = w.on_failure();
+    let team = Team::new(w);
+    let created = new_key(
+        w,
+        &team.owner,
+        &team.id,
+        json!({"name": "writer", "kind": "secret"}),
+    );
+    let (key, key_id) = (
+        created["key"].as_str().unwrap().to_string(),
+        created["id"].as_str().unwrap().to_string(),
+    );
+    let put_with = |bearer: &str, team_id: Option<&str>, body: Value, if_match: Option<&str>| {
+        let mut call = Call::put(w, CREDENTIAL_PATH).bearer(bearer).json(&body);
+        if let Some(id) = team_id {
+            call = call.header("X-Team-ID", id);
+        }
+        if let Some(tag) = if_match {
+            call = call.header("If-Match", tag);
+        }
+        call.send()
+    };
+    let d1_calls = |reply: &Reply| w.log_line_of(reply)["d1_calls"].as_u64().unwrap();
+    let actions = || -> Vec<String> {
+        w.d1(&format!(
+            "SELECT action FROM audit_events WHERE team_id = '{}' AND provider IS NOT NULL ORDER BY id",
+            team.id
+        ))
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_string())
+        .collect()
+    };
+
+    // An API key: the first PUT reads the key's row, the next ones only write.
+    let first = put_with(
+        &key,
+        None,
+        json!({"api_key": "comfyui-one-trip-0123456789-a"}),
+        None,
+    );
+    assert_eq!(first.status, 200, "{}", first.text);
+    let second = put_with(
+        &key,
+        None,
+        json!({"api_key": "comfyui-one-trip-0123456789-b"}),
+        None,
+    );
+    assert_eq!(second.status, 200, "{}", second.text);
+    assert_eq!(d1_calls(&second), 1, "{}", w.log_line_of(&second));
+    assert_eq!(team.decrypted(w), "comfyui-one-trip-0123456789-b");
+    // The verification event, decided by the batch: recorded when the state changes only.
+    let unverified = "stub-500-one-trip-0123456789";
+    let third = put_with(&key, None, json!({ "api_key": unverified }), None);
+    assert_eq!(third.json()["verification"]["state"], "unverified");
+    assert_eq!(d1_calls(&third), 1);
+    let fourth = put_with(&key, None, json!({ "api_key": unverified }), None);
+    assert_eq!(d1_calls(&fourth), 1);
+    assert_eq!(
+        actions(),
+        [
+            "credential.put",
+            "credential.put",
+            "credential.put",
+            "credential.verification.unverified",
+            "credential.put"
+        ]
+    );
+    // If-Match, decided by the write: a stale ETag is 412, the current one goes through.
+    let etag = fourth.header("etag").unwrap().to_string();
+    put_with(
+        &key,
+        None,
+        json!({"api_key": "comfyui-one-trip-0123456789-c"}),
+        Some("\"1\""),
+    )
+    .assert_error(412, "precondition_failed");
+    let current = put_with(
+        &key,
+        None,
+        json!({"api_key": "comfyui-one-trip-0123456789-d"}),
+        Some(&etag),
+    );
+    assert_eq!(current.status, 200, "{}", current.text);
+    assert_eq!(d1_calls(&current), 1);
+    assert_eq!(team.decrypted(w), "comfyui-one-trip-0123456789-d");
+    let audited = actions().len();
+
+    // Revoked: the very next PUT gets 401, and nothing is stored or audited.
+    let revoked = team
+        .call(Call::delete(w, &format!("/api/v1/api-keys/{key_id}")))
+        .send();
+    assert_eq!(revoked.status, 200);
+    put_with(
+        &key,
+        None,
+        json!({"api_key": "comfyui-one-trip-0123456789-e"}),
+        None,
+    )
+    .assert_error(401, "unauthorized");
+    assert_eq!(team.decrypted(w), "comfyui-one-trip-0123456789-d");
+    assert_eq!(actions().len(), audited);
+
+    // A session: an admin's second PUT is one round trip too.
+    let admin = unique_user("admin");
+    add_member(w, &team.owner, &team.id, &admin, "admin");
+    let admin_token = token(&admin);
+    let as_admin = |suffix: &str| {
+        put_with(
+            &admin_token,
+            Some(&team.id),
+            json!({ "api_key": format!("comfyui-one-trip-admin-0123456789-{suffix}") }),
+            None,
+        )
+    };
+    assert_eq!(as_admin("a").status, 200);
+    let again = as_admin("b");
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(d1_calls(&again), 1);
+    // Demoted: 403 at once, nothing stored; promoted again: a remembered refusal never
+    // stands in the way.
+    add_member(w, &team.owner, &team.id, &admin, "member");
+    as_admin("c").assert_error(403, "forbidden");
+    assert_eq!(team.decrypted(w), "comfyui-one-trip-admin-0123456789-b");
+    add_member(w, &team.owner, &team.id, &admin, "admin");
+    assert_eq!(as_admin("d").status, 200);
+    // Removed from the team: 403, as a stranger.
+    let removed = team
+        .call(Call::delete(w, &format!("/api/v1/team/members/{admin}")))
+        .send();
+    assert_eq!(removed.status, 204, "{}", removed.text);
+    let refused = as_admin("e");
+    refused.assert_error(403, "forbidden");
+    assert_eq!(refused.message(), "You are not a member of this team");
+    assert_eq!(team.decrypted(w), "comfyui-one-trip-admin-0123456789-d");
+
+    // The owner, remembered, after deleting the team: its 404, nothing written.
+    let owner_token = token(&team.owner);
+    let owner_put = |suffix: &str| {
+        put_with(
+            &owner_token,
+            Some(&team.id),
+            json!({ "api_key": format!("comfyui-one-trip-owner-0123456789-{suffix}") }),
+            None,
+        )
+    };
+    assert_eq!(owner_put("a").status, 200);
+    let deleted = team.call(Call::delete(w, "/api/v1/team")).send();
+    assert_eq!(deleted.status, 204, "{}", deleted.text);
+    let gone = owner_put("b");
+    gone.assert_error(404, "not_found");
+    assert_eq!(gone.message(), "This team has been deleted");
+    assert_eq!(
+        team.row(w),
+        Value::Null,
+        "nothing written after the deletion"
+    );
+}

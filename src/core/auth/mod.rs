@@ -4,3 +4,4 @@ pub mod api_key;
 pub mod bearer;
 pub mod jwt;
 pub mod session_cache;
+pub mod writer_cache;

@@ -7,30 +7,23 @@
 //! `exp` or for [`CACHE_MS`], whichever comes first. At most [`CACHE_ENTRIES`] are kept; the
 //! least recently used goes first.
 
-use std::collections::HashMap;
-
 use sha2::{Digest, Sha256};
 
 use super::jwt::{JwtError, JwtVerifier, Session};
-use crate::core::time::UnixMillis;
+use crate::core::{time::UnixMillis, ttl_cache::TtlCache};
 
 /// The longest a verified token is remembered.
 pub const CACHE_MS: i64 = 60_000;
 /// The most tokens remembered.
 pub const CACHE_ENTRIES: usize = 1_000;
 
-#[derive(Debug, Default)]
-pub struct SessionCache {
-    entries: HashMap<[u8; 32], Entry>,
-    /// Advances on every hit and insert: the recency of each entry.
-    clock: u64,
-}
-
 #[derive(Debug)]
-struct Entry {
-    session: Session,
-    until: UnixMillis,
-    used: u64,
+pub struct SessionCache(TtlCache<[u8; 32], Session>);
+
+impl Default for SessionCache {
+    fn default() -> Self {
+        SessionCache(TtlCache::new(CACHE_ENTRIES))
+    }
 }
 
 impl SessionCache {
@@ -43,49 +36,21 @@ impl SessionCache {
         now: UnixMillis,
     ) -> Result<Session, JwtError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.clock += 1;
-        if let Some(entry) = self.entries.get_mut(&key) {
-            if now < entry.until {
-                entry.used = self.clock;
-                return Ok(entry.session.clone());
-            }
-            self.entries.remove(&key);
+        if let Some(session) = self.0.get_mut(&key, now) {
+            return Ok(session.clone());
         }
         let (session, exp) = verifier.verify_until(token, now)?;
-        self.insert(key, session.clone(), exp.min(now + CACHE_MS), now);
+        self.0
+            .insert(key, session.clone(), exp.min(now + CACHE_MS), now);
         Ok(session)
     }
 
-    fn insert(&mut self, key: [u8; 32], session: Session, until: UnixMillis, now: UnixMillis) {
-        if self.entries.len() >= CACHE_ENTRIES {
-            self.entries.retain(|_, e| now < e.until);
-        }
-        if self.entries.len() >= CACHE_ENTRIES {
-            if let Some(oldest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| *k)
-            {
-                self.entries.remove(&oldest);
-            }
-        }
-        self.entries.insert(
-            key,
-            Entry {
-                session,
-                until,
-                used: self.clock,
-            },
-        );
-    }
-
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.0.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.0.is_empty()
     }
 }
 
@@ -179,13 +144,7 @@ mod tests {
         }
         assert_eq!(cache.len(), CACHE_ENTRIES);
         // The one in constant use stayed; the oldest unused went.
-        assert!(cache
-            .entries
-            .values()
-            .any(|e| e.session.user_id == "user-0"));
-        assert!(!cache
-            .entries
-            .values()
-            .any(|e| e.session.user_id == "user-1"));
+        assert!(cache.0.values().any(|s| s.user_id == "user-0"));
+        assert!(!cache.0.values().any(|s| s.user_id == "user-1"));
     }
 }

@@ -6,7 +6,7 @@ use crate::core::{
     auth::bearer::INVALID_API_KEY,
     credentials::{
         check_if_match, header_safe, if_match_is_any, preview, provider_for, CredentialRecord,
-        PatchCredential, PutCredential, Status, FALLBACK_NEEDS_ACTIVE_KEY,
+        PatchCredential, Precondition, PutCredential, Status, FALLBACK_NEEDS_ACTIVE_KEY,
     },
     crypto::{credential_aad, KeyRing},
     error::{ApiError, ErrorKind},
@@ -18,10 +18,11 @@ use crate::core::{
 use crate::edge::{
     app::{self, Ctx},
     auth::{
-        authenticate, authenticate_with_credential, authenticate_with_sealed_credential, TeamScope,
+        authenticate, authenticate_with_credential, authenticate_with_sealed_credential,
+        forget_writer, known_writer, membership, TeamScope,
     },
     http, provider as upstream,
-    repo::{SealedCredential, WriteGuard},
+    repo::{PutEvents, SealedCredential, WriteGuard},
 };
 
 /// How often a PATCH or DELETE re-reads and retries when a concurrent write moved the row
@@ -55,7 +56,8 @@ fn stale() -> ApiError {
 }
 
 /// A guarded write changed nothing: either the writer lost the right to write since it
-/// authenticated (its key revoked or expired, its role gone), or the row moved on.
+/// authenticated (its key revoked or expired, its role gone), or the row moved on. A
+/// refused writer is forgotten by this isolate's memory of writers.
 async fn refused_writer(ctx: &Ctx<'_>, actor: &Actor) -> Result<Option<ApiError>, ApiError> {
     if ctx
         .repo
@@ -64,10 +66,18 @@ async fn refused_writer(ctx: &Ctx<'_>, actor: &Actor) -> Result<Option<ApiError>
     {
         return Ok(None);
     }
+    forget_writer(ctx);
     Ok(Some(match actor {
         Actor::Key { .. } => ApiError::unauthorized(INVALID_API_KEY),
-        Actor::User { .. } => {
-            ApiError::forbidden("Only team owners and admins can change credentials")
+        Actor::User { user_id, team } => {
+            // As reading the caller first would have said: gone from the team (or the team
+            // deleted), or still in it without the role.
+            let team_id = team.as_ref().map_or("", |(id, _)| id.as_str());
+            let member = ctx.repo.member(team_id, user_id).await?;
+            match membership(ctx, team_id.to_string(), member).await {
+                Err(refusal) => refusal,
+                Ok(_) => ApiError::forbidden("Only team owners and admins can change credentials"),
+            }
         }
     }))
 }
@@ -142,28 +152,17 @@ async fn check_with_provider(ctx: &Ctx<'_>, api_key: &str) -> Result<Verificatio
     Ok(Verification::from_answer(answer, app::now()))
 }
 
-/// The events a write records: its own, and a verification event when the provider's
-/// word on an active key changes (`before` is that key's state; a first save, or a save
-/// over a revoked key, is recorded by its own event alone).
-fn events(
+/// The event of the provider's word on a key, recorded when it changes. Its id follows the
+/// change's own event, so the two read in order.
+fn verification_event(
     ctx: &Ctx<'_>,
     actor: &Actor,
     provider: &Provider,
-    action: Option<&str>,
-    before: Option<State>,
     after: &Verification,
-) -> Vec<AuditEvent> {
-    let mut events: Vec<AuditEvent> = action
-        .map(|a| audit(ctx, actor, a, provider))
-        .into_iter()
-        .collect();
-    if before.is_some_and(|state| state != after.state) {
-        let mut event = audit(ctx, actor, after.audit_action(), provider);
-        // Distinct ids, in order: the change first, then what the provider said.
-        event.id = new_id(ctx.now + 1).to_string();
-        events.push(event);
-    }
-    events
+) -> AuditEvent {
+    let mut event = audit(ctx, actor, after.audit_action(), provider);
+    event.id = new_id(ctx.now + 1).to_string();
+    event
 }
 
 /// The provider the path names. An unknown one is a 404 only for a caller who passes
@@ -178,16 +177,30 @@ async fn provider(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<&'static P
     }
 }
 
+/// One D1 round trip for a caller this isolate remembers (`auth::known_writer`): the guarded
+/// write alone, which checks the caller, `If-Match` and the audit events in its own
+/// statements. Otherwise the caller and the row are read first, as on every other route.
 pub async fn put(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, ApiError> {
     let provider = provider(ctx, matched).await?;
-    let (actor, current) = authenticate_with_credential(ctx, provider).await?;
-    actor.may_write_credentials()?;
+    let if_match = ctx.header("If-Match");
+    let known = Precondition::from_header(if_match.as_deref()).and_then(|precondition| {
+        known_writer(ctx, |actor| actor.may_write_credentials().is_ok())
+            .map(|actor| (actor, precondition))
+    });
+    let (actor, precondition) = match known {
+        Some(known) => known,
+        None => {
+            let (actor, current) = authenticate_with_credential(ctx, provider).await?;
+            actor.may_write_credentials()?;
+            let precondition = Precondition::against(if_match.as_deref(), current.as_ref())?;
+            (actor, precondition)
+        }
+    };
     let body: PutCredential = ctx.json_body().await?;
     body.validate()?;
     let ring = key_ring(ctx)?;
     let team_id = actor.team_id().unwrap_or_default();
 
-    let expected = check_if_match(ctx.header("If-Match").as_deref(), current.as_ref())?;
     // Checked before anything is written: a key the provider refuses is never saved, and
     // the credential stays as it was.
     let verification = check_with_provider(ctx, &body.api_key).await?;
@@ -199,18 +212,8 @@ pub async fn put(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, A
         body.api_key.as_bytes(),
         &credential_aad(team_id, provider.name),
     );
-    let before = current
-        .as_ref()
-        .filter(|c| c.is_active())
-        .map(|c| c.verification.state);
-    let events = events(
-        ctx,
-        &actor,
-        provider,
-        Some("credential.put"),
-        before,
-        &verification,
-    );
+    let put_event = audit(ctx, &actor, "credential.put", provider);
+    let verification_event = verification_event(ctx, &actor, provider, &verification);
     let record = ctx
         .repo
         .put_credential(
@@ -222,8 +225,11 @@ pub async fn put(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response, A
             body.cloud_fallback,
             &verification,
             ctx.now,
-            expected,
-            &events,
+            precondition,
+            &PutEvents {
+                put: &put_event,
+                verification: &verification_event,
+            },
             &WriteGuard::for_actor(&actor, ctx.now),
         )
         .await?;
@@ -250,14 +256,10 @@ pub async fn verify(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response
         let key = open_key(ctx, team_id, provider, &credential)?;
         check_with_provider(ctx, &key).await?
     };
-    let events = events(
-        ctx,
-        &actor,
-        provider,
-        None,
-        Some(credential.record.verification.state),
-        &verification,
-    );
+    let events: Vec<AuditEvent> = (credential.record.verification.state != verification.state)
+        .then(|| verification_event(ctx, &actor, provider, &verification))
+        .into_iter()
+        .collect();
     let written = ctx
         .repo
         .set_verification(

@@ -13,7 +13,7 @@ use crate::core::{
     access::Actor,
     api_keys::ApiKeyRecord,
     audit::AuditEvent,
-    credentials::{CredentialRecord, Status},
+    credentials::{CredentialRecord, Precondition, Status},
     providers::{self, Provider},
     teams::MemberRecord,
     time::UnixMillis,
@@ -198,8 +198,9 @@ impl Repo {
         Ok(rows.into_iter().filter_map(|r| r.record().ok()).collect())
     }
 
-    /// Sets or replaces the sealed key. With `expected`, only while the row is still at that
-    /// version. Returns `None` when that condition failed (nothing written, no audit).
+    /// Sets or replaces the sealed key, only while `precondition` and `guard` hold. Returns
+    /// `None` when either failed (nothing written, no audit). One D1 round trip: with a
+    /// remembered writer, the PUT's only one.
     #[allow(clippy::too_many_arguments)]
     pub async fn put_credential(
         &self,
@@ -211,8 +212,8 @@ impl Repo {
         cloud_fallback: bool,
         verification: &Verification,
         now: UnixMillis,
-        expected: Option<i64>,
-        events: &[AuditEvent],
+        precondition: Precondition,
+        events: &PutEvents<'_>,
         guard: &WriteGuard<'_>,
     ) -> Result<Option<CredentialRecord>> {
         let change = self.guarded(
@@ -220,6 +221,7 @@ impl Repo {
                 "INSERT INTO credentials (team_id, provider, status, cloud_fallback, ciphertext, key_id, key_preview, created_at, updated_at, version, \
                    verification_state, verification_checked_at, verification_reason) \
                  SELECT ?1, ?2, 'active', ?3, ?4, ?5, ?6, ?7, ?7, 1, ?9, ?10, ?11 WHERE {{guard}} \
+                   AND (?12 = 0 OR EXISTS (SELECT 1 FROM credentials WHERE team_id = ?1 AND provider = ?2)) \
                  ON CONFLICT (team_id, provider) DO UPDATE SET status = 'active', cloud_fallback = excluded.cloud_fallback, \
                    ciphertext = excluded.ciphertext, key_id = excluded.key_id, key_preview = excluded.key_preview, \
                    updated_at = excluded.updated_at, version = credentials.version + 1, \
@@ -237,15 +239,34 @@ impl Repo {
                 text(key_id),
                 text(key_preview),
                 num(now),
-                opt_num(expected),
+                opt_num(precondition.expected),
                 text(verification.state.as_str()),
                 opt_num(verification.checked_at),
                 opt_text(verification.reason),
+                num(precondition.must_exist as i64),
             ],
             guard,
         )?;
-        self.change_with_audit(change, events, expected, guard)
-            .await
+        // The events are decided by the batch, before the change, from the row as it is:
+        // `credential.put` whenever the change will be made; the verification event only
+        // when the key it replaces was active with another verification state.
+        let exists = if precondition.must_exist {
+            " AND EXISTS (SELECT 1 FROM credentials WHERE team_id = ?2 AND provider = ?6)"
+        } else {
+            ""
+        };
+        let changed = format!(
+            "{exists} AND EXISTS (SELECT 1 FROM credentials WHERE team_id = ?2 AND provider = ?6 \
+               AND status = 'active' AND verification_state <> '{}')",
+            verification.state.as_str()
+        );
+        self.change_with_audit(
+            change,
+            &[(events.put, exists), (events.verification, &changed)],
+            precondition.expected,
+            guard,
+        )
+        .await
     }
 
     /// Records what a re-check found, if the row is still at `expected` (the key checked is
@@ -277,7 +298,8 @@ impl Repo {
             ],
             guard,
         )?;
-        self.change_with_audit(change, events, Some(expected), guard)
+        let events: Vec<_> = events.iter().map(|e| (e, "")).collect();
+        self.change_with_audit(change, &events, Some(expected), guard)
             .await
     }
 
@@ -361,7 +383,7 @@ impl Repo {
             ],
             guard,
         )?;
-        self.change_with_audit(change, std::slice::from_ref(audit), Some(expected), guard)
+        self.change_with_audit(change, &[(audit, "")], Some(expected), guard)
             .await
     }
 
@@ -385,25 +407,29 @@ impl Repo {
             &[text(team_id), text(provider.name), num(now), num(expected)],
             guard,
         )?;
-        self.change_with_audit(change, std::slice::from_ref(audit), Some(expected), guard)
+        self.change_with_audit(change, &[(audit, "")], Some(expected), guard)
             .await
     }
 
     /// The change and its audit events in one D1 batch (one transaction): all or none.
-    /// Each audit insert carries the change's own version condition, so a change that finds
-    /// the row moved on writes no event either.
+    /// Each audit insert carries the change's own version condition and guard, so a change
+    /// that finds the row moved on, or its writer refused, writes no event either; and its
+    /// own further condition (`""` for none, else starting with ` AND `).
     async fn change_with_audit(
         &self,
         change: D1PreparedStatement,
-        events: &[AuditEvent],
+        events: &[(&AuditEvent, &str)],
         expected: Option<i64>,
         guard: &WriteGuard<'_>,
     ) -> Result<Option<CredentialRecord>> {
         let mut statements = Vec::with_capacity(events.len() + 2);
-        for event in events {
+        for (event, also) in events {
             statements.push(self.audit_insert(
                 event,
-                "(?9 IS NULL OR EXISTS (SELECT 1 FROM credentials WHERE team_id = ?2 AND provider = ?6 AND version = ?9)) AND {guard}",
+                &format!(
+                    "(?9 IS NULL OR EXISTS (SELECT 1 FROM credentials WHERE team_id = ?2 AND provider = ?6 AND version = ?9)) \
+                     AND {{guard}}{also}"
+                ),
                 expected,
                 Some(guard),
             )?);
@@ -435,6 +461,14 @@ fn columns(sealed: bool) -> String {
     } else {
         CREDENTIAL_COLUMNS.to_string()
     }
+}
+
+/// The events a PUT may record, each written only if the batch finds it true (see
+/// [`Repo::put_credential`]).
+pub struct PutEvents<'a> {
+    pub put: &'a AuditEvent,
+    /// The provider's word on the new key, recorded when it differs from the old key's.
+    pub verification: &'a AuditEvent,
 }
 
 /// A credential with its ciphertext, read only by the verify and proxy paths (and

@@ -11,7 +11,7 @@ mod credentials;
 mod rotation;
 mod teams;
 pub use crate::core::config::Caps;
-pub use credentials::{SealedCredential, WriteGuard};
+pub use credentials::{PutEvents, SealedCredential, WriteGuard};
 pub use rotation::Resealed;
 
 use serde::Deserialize;
