@@ -1,5 +1,5 @@
 //! The served API description against the route table: every (method, path) in `ROUTES` is
-//! an operation of `openapi.yaml` (as embedded by build.rs), and every operation is a route.
+//! an operation of `openapi.yaml` (as converted by build.rs), and every operation is a route.
 
 use std::collections::BTreeSet;
 
@@ -14,7 +14,7 @@ const METHODS: [&str; 8] = [
 ];
 
 fn doc() -> Value {
-    serde_json::from_str(OPENAPI_JSON).expect("the embedded openapi.json parses")
+    serde_json::from_str(OPENAPI_JSON).expect("the converted openapi.json parses")
 }
 
 fn operations(doc: &Value) -> BTreeSet<(String, String)> {

@@ -91,7 +91,8 @@ routes! {
     "POST" "/api/v1/tasks/route" => RouteTask,
 }
 
-/// `openapi.yaml` as JSON, converted by `build.rs`: what `GET /openapi.json` serves. Every
+/// `openapi.yaml` as JSON, converted by `build.rs`, for native tests: the worker serves the
+/// same text from its assets (`public/openapi.json`), so the wasm does not carry it. Every
 /// (method, path) of [`ROUTES`] is in it and nothing else (`tests/openapi.rs`).
 pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
 

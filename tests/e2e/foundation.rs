@@ -142,3 +142,24 @@ fn production_refuses_the_api_with_dev_secrets() {
     // Health stays observable, so the operator sees a running but refusing worker.
     assert_eq!(Call::get(&prod, "/healthz").send().status, 200);
 }
+
+/// `/openapi.json` comes from the static assets (not the wasm), exactly as build.rs
+/// converted `openapi.yaml`, to anyone, with its media type and cache lifetime.
+#[test]
+fn the_api_description_is_served_from_the_assets_as_built() {
+    let w = worker();
+    let _log = w.on_failure();
+    let r = Call::get(w, "/openapi.json").send();
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        r.header("content-type")
+            .is_some_and(|t| t.starts_with("application/json")),
+        "{:?}",
+        r.header("content-type")
+    );
+    assert_eq!(r.header("cache-control"), Some("public, max-age=300"));
+    assert_eq!(r.text, edge_credentials::core::routes::OPENAPI_JSON);
+    let head = Call::new(w, "HEAD", "/openapi.json").send();
+    assert_eq!(head.status, 200);
+    assert!(head.text.is_empty());
+}

@@ -1,14 +1,26 @@
-use crate::core::{error::ApiError, routes::OPENAPI_JSON};
-use crate::edge::app::Ctx;
-use worker::{Headers, Response, ResponseBuilder};
+use worker::Response;
 
-/// The API description, embedded at build time from `openapi.yaml`. Unauthenticated.
-pub async fn openapi(_ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
-    let headers = Headers::new();
-    let _ = headers.set("Content-Type", "application/json");
-    let _ = headers.set("Cache-Control", "public, max-age=300");
-    Ok(ResponseBuilder::new()
-        .with_status(200)
-        .with_headers(headers)
-        .fixed(OPENAPI_JSON.as_bytes().to_vec()))
+use crate::core::error::ApiError;
+use crate::edge::{app::Ctx, settings};
+
+/// The API description: `public/openapi.json`, which build.rs generates from `openapi.yaml`,
+/// served from the assets rather than embedded in the wasm. Unauthenticated.
+pub async fn openapi(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
+    let unavailable = |detail: String| {
+        ApiError::unavailable(
+            "The API description is unavailable",
+            format!("openapi.json: {detail}"),
+        )
+    };
+    let (status, response) = settings::fetch_asset(&ctx.req, ctx.env, "/openapi.json")
+        .await
+        .map_err(unavailable)?;
+    if !(200..400).contains(&status) {
+        return Err(unavailable(format!("assets answered {status}")));
+    }
+    Ok(settings::passed_on(
+        &ctx.req,
+        &response,
+        [("Cache-Control", "public, max-age=300".to_string())],
+    ))
 }
