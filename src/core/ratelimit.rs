@@ -79,6 +79,10 @@ pub struct WindowState {
 pub struct Grant {
     pub granted: u32,
     pub decision: Decision,
+    /// The bucket the held tokens were counted in (0 when none were): an isolate gives
+    /// back the ones its lease did not spend by naming it ([`WindowState::give_back`]).
+    #[serde(default)]
+    pub held_at: UnixMillis,
 }
 
 impl WindowState {
@@ -123,6 +127,7 @@ impl WindowState {
                 decision: Decision::Limited {
                     retry_after_ms: self.cooldown_until - now,
                 },
+                held_at: 0,
             };
         }
         let bucket_ms = policy.bucket_ms();
@@ -134,11 +139,13 @@ impl WindowState {
             if now_count > 0 {
                 self.count(now, now_count, bucket_ms);
             }
+            let mut held_at = 0;
             if granted > now_count {
-                self.count(now + hold_ms.max(0), granted - now_count, bucket_ms);
+                held_at = self.count(now + hold_ms.max(0), granted - now_count, bucket_ms);
             }
             return Grant {
                 granted,
+                held_at,
                 decision: Decision::Allowed {
                     remaining: policy.limit - (counted as u32 + granted),
                     reset_ms: (self.oldest_expiry(policy, bucket_ms) - now).max(0),
@@ -158,11 +165,33 @@ impl WindowState {
         Grant {
             granted: 0,
             decision,
+            held_at: 0,
         }
     }
 
-    /// Counts `n` accepted requests at `at`, in its bucket.
-    fn count(&mut self, at: UnixMillis, n: u32, bucket_ms: i64) {
+    /// Takes back tokens of leases that ended unspent, `(held_at, n)` as their grants named
+    /// them: at most `n` from exactly that bucket, while the window still holds it. Tokens
+    /// are counts, so which grant's they were does not matter; a bucket never gives back
+    /// more than it holds. Only tokens that can no longer be spent may be given back: each
+    /// is then a count of a request that never happened, and the bound stands.
+    pub fn give_back(&mut self, returned: &[(UnixMillis, u32)]) {
+        for &(held_at, n) in returned {
+            if let Some(i) = self
+                .accepted
+                .iter()
+                .position(|&(start, _)| start == held_at)
+            {
+                let count = &mut self.accepted[i].1;
+                *count -= n.min(*count);
+                if *count == 0 {
+                    self.accepted.remove(i);
+                }
+            }
+        }
+    }
+
+    /// Counts `n` accepted requests at `at`, in its bucket, and says which bucket.
+    fn count(&mut self, at: UnixMillis, n: u32, bucket_ms: i64) -> UnixMillis {
         // A clock that steps back must not break the oldest-first order.
         let bucket = self
             .accepted
@@ -173,6 +202,7 @@ impl WindowState {
             Some((last, count)) if *last == bucket => *count += n,
             _ => self.accepted.push_back((bucket, n)),
         }
+        bucket
     }
 
     /// When the oldest bucket leaves the window.
@@ -297,6 +327,36 @@ pub fn whole_seconds(ms: i64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_given_back_leave_only_the_bucket_their_grant_named() {
+        let p = Policy {
+            limit: 10,
+            window_ms: 10_000,
+            cooldown_ms: 0,
+        };
+        let mut w = WindowState::default();
+        let lease = w.take(&p, 1_000, 5, 1_000);
+        assert_eq!((lease.granted, lease.held_at), (5, 2_000));
+        // A plain decision holds nothing (and is counted in the same last bucket: order is
+        // kept).
+        assert_eq!(w.take(&p, 1_500, 1, 0).held_at, 0);
+        let ahead = w.take_ahead(&p, 1_600, 3, 1_000);
+        assert_eq!((ahead.granted, ahead.held_at), (3, 2_600));
+        assert!(w.take(&p, 1_700, 1, 0).decision.is_allowed());
+        assert!(!w.take(&p, 1_700, 1, 0).decision.is_allowed(), "full: 10");
+        // Three of the lease's four held tokens and two of the refill's three went unspent:
+        // given back, they free five places. A bucket the window does not hold gives back
+        // nothing.
+        w.give_back(&[(2_000, 3), (1_234, 5), (2_600, 2)]);
+        assert_eq!(w.take(&p, 1_800, 10, 0).granted, 5);
+        // Outside the window, a bucket is forgotten: nothing to give back.
+        let mut late = WindowState::default();
+        let held = late.take(&p, 0, 4, 1_000).held_at;
+        assert!(late.take(&p, 20_000, 1, 0).decision.is_allowed());
+        late.give_back(&[(held, 3)]);
+        assert_eq!(late.take(&p, 20_001, 10, 0).granted, 9);
+    }
 
     #[test]
     fn leased_tokens_stay_counted_until_a_window_after_their_lease_ends() {

@@ -56,35 +56,48 @@ async fn principal_decision(
     fail: bool,
     now: UnixMillis,
     calls: &Cell<u32>,
-    refill: &Cell<Option<u32>>,
+    refill: &Cell<Option<(u32, Returned)>>,
 ) -> worker::Result<Decision> {
     if fail {
         calls.set(calls.get() + 1);
         return limiter::check(env, key, policy, fail).await;
     }
-    match with_lease(key, now, |lease| lease.step(policy, now)) {
-        Step::Spent(decision) => Ok(decision),
+    // Tokens of leases that ended unspent go back with whichever call this request makes.
+    let (step, returned) = with_lease(key, now, |lease| {
+        (lease.step(policy, now), lease.take_ended())
+    });
+    match step {
+        Step::Spent(decision) => {
+            if !returned.is_empty() {
+                with_lease(key, now, |lease| lease.keep_ended(returned));
+            }
+            Ok(decision)
+        }
         Step::SpentRefill { decision, want } => {
-            refill.set(Some(want));
+            refill.set(Some((want, returned)));
             Ok(decision)
         }
         Step::Ask { want, renewal } => {
             calls.set(calls.get() + 1);
-            ask(env, key, policy, want, renewal, now).await
+            ask(env, key, policy, (want, renewal), returned, now).await
         }
     }
 }
+
+/// Tokens of ended leases, `(bucket, n)`, to give back to the object.
+type Returned = Vec<(UnixMillis, u32)>;
 
 /// Refills a principal's lease ahead of need, after the response (`wait_until`).
 fn refill_task(
     env: Env,
     key: String,
     policy: Policy,
-    want: u32,
+    (want, returned): (u32, Returned),
     sent_at: UnixMillis,
 ) -> Background {
     Box::pin(async move {
-        let answer = limiter::lease(&env, &key, &policy, want, lease_ms(&policy), true).await;
+        let hold = (want, lease_ms(&policy));
+        let answer = limiter::lease(&env, &key, &policy, hold, true, returned).await;
         let later = super::app::now();
         with_lease(&key, later, |lease| match answer {
             Ok(grant) => lease.refilled(&policy, sent_at, later, grant),
@@ -101,11 +114,12 @@ async fn ask(
     env: &Env,
     key: &str,
     policy: &Policy,
-    want: u32,
-    renewal: bool,
+    (want, renewal): (u32, bool),
+    returned: Returned,
     sent_at: UnixMillis,
 ) -> worker::Result<Decision> {
-    let answer = limiter::lease(env, key, policy, want, lease_ms(policy), false).await;
+    let hold = (want, lease_ms(policy));
+    let answer = limiter::lease(env, key, policy, hold, false, returned).await;
     let later = super::app::now();
     with_lease(key, later, |lease| match answer {
         Ok(grant) => Ok(lease.answer(policy, sent_at, later, renewal, grant)),
@@ -247,7 +261,7 @@ pub async fn admit(env: &Env, config: &Config, req: Request<'_>) -> Result<Admis
         req.log.limiter = Some("fail_open");
         req.log.error = Some(detail);
     }
-    let background = match (refill.get(), &req.principal_key) {
+    let background = match (refill.take(), &req.principal_key) {
         (Some(want), Some(key)) => Some(refill_task(
             env.clone(),
             key.clone(),

@@ -53,6 +53,10 @@ enum Message {
         /// A refill ahead of need: no request spends the first token now either.
         #[serde(default)]
         ahead: bool,
+        /// Tokens of this isolate's earlier leases that ended unspent, `(bucket, n)`, given
+        /// back before deciding (`WindowState::give_back`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        returned: Vec<(i64, u32)>,
         /// Test hook: throw instead of deciding (honoured only with TEST_HOOKS=1).
         #[serde(default)]
         fail: bool,
@@ -69,28 +73,31 @@ enum Message {
 
 /// Asks the object named `key` for a decision on one request: one round trip.
 pub async fn check(env: &Env, key: &str, policy: &Policy, fail: bool) -> Result<Decision> {
-    Ok(take(env, key, policy, 1, 0, false, fail).await?.decision)
+    Ok(take(env, key, policy, (1, 0), false, Vec::new(), fail)
+        .await?
+        .decision)
 }
 
-/// Asks the object named `key` for a lease of up to `want` tokens: one round trip.
+/// Asks the object named `key` for a lease of up to `want` tokens held for `hold_ms`,
+/// giving back `returned` (tokens of ended leases): one round trip.
 pub async fn lease(
     env: &Env,
     key: &str,
     policy: &Policy,
-    want: u32,
-    hold_ms: i64,
+    (want, hold_ms): (u32, i64),
     ahead: bool,
+    returned: Vec<(i64, u32)>,
 ) -> Result<Grant> {
-    take(env, key, policy, want, hold_ms, ahead, false).await
+    take(env, key, policy, (want, hold_ms), ahead, returned, false).await
 }
 
 async fn take(
     env: &Env,
     key: &str,
     policy: &Policy,
-    want: u32,
-    hold_ms: i64,
+    (want, hold_ms): (u32, i64),
     ahead: bool,
+    returned: Vec<(i64, u32)>,
     fail: bool,
 ) -> Result<Grant> {
     let message = Message::Take {
@@ -98,6 +105,7 @@ async fn take(
         want,
         hold_ms,
         ahead,
+        returned,
         fail,
     };
     send(env, key, &message).await?.json().await
@@ -200,8 +208,10 @@ impl DurableObject for RateLimiter {
                     want,
                     hold_ms,
                     ahead,
+                    returned,
                     ..
                 } => {
+                    stored.window.give_back(returned);
                     let grant = if *ahead {
                         stored.window.take_ahead(policy, now, *want, *hold_ms)
                     } else {
