@@ -610,16 +610,7 @@ fn a_writer_that_loses_its_right_mid_request_writes_nothing() {
     let w = &w;
     let _log = w.on_failure();
     let team = Team::new(w);
-    let writer = new_key(
-        w,
-        &team.owner,
-        &team.id,
-        json!({"name": "w", "kind": "secret"}),
-    );
-    let (key, key_id) = (
-        writer["key"].as_str().unwrap().to_string(),
-        writer["id"].as_str().unwrap().to_string(),
-    );
+    let (key, key_id) = team.key_and_id(w, json!({"name": "w", "kind": "secret"}));
     // Runs `put` on a thread and `meanwhile` 300 ms later; `meanwhile` must finish before
     // the PUT answers, or the test proves nothing.
     let race = |put: &(dyn Fn() -> Reply + Sync), meanwhile: &dyn Fn()| -> Reply {
@@ -689,16 +680,7 @@ fn a_repeat_put_is_one_d1_round_trip_and_still_refused_at_once() {
     let w = worker();
     let _log = w.on_failure();
     let team = Team::new(w);
-    let created = new_key(
-        w,
-        &team.owner,
-        &team.id,
-        json!({"name": "writer", "kind": "secret"}),
-    );
-    let (key, key_id) = (
-        created["key"].as_str().unwrap().to_string(),
-        created["id"].as_str().unwrap().to_string(),
-    );
+    let (key, key_id) = team.key_and_id(w, json!({"name": "writer", "kind": "secret"}));
     let put_with = |bearer: &str, team_id: Option<&str>, body: Value, if_match: Option<&str>| {
         let mut call = Call::put(w, CREDENTIAL_PATH).bearer(bearer).json(&body);
         if let Some(id) = team_id {

@@ -36,10 +36,14 @@ impl Team {
 
     /// A new API key of the team, as `POST /api/v1/api-keys` with `body` returns it.
     pub fn key(&self, w: &Worker, body: Value) -> String {
-        new_key(w, &self.owner, &self.id, body)["key"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.key_and_id(w, body).0
+    }
+
+    /// [`Team::key`], and the key's id: `(key, id)`.
+    pub fn key_and_id(&self, w: &Worker, body: Value) -> (String, String) {
+        let created = new_key(w, &self.owner, &self.id, body);
+        let field = |name: &str| created[name].as_str().unwrap().to_string();
+        (field("key"), field("id"))
     }
 
     /// The stored credential row, read from the D1 file (null when there is none).
