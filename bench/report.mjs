@@ -50,7 +50,7 @@ const LABELS = {
   b_healthz: "(b) `GET /healthz` (the address's limiter DO, 1 D1 read)",
   c_get_sk: "(c) `GET` credential, `sk-` key (a leased principal limit; 1 D1 batch of 2 reads)",
   d_get_jwt: "(d) `GET` credential, HS256 JWT + `X-Team-ID` (a leased principal limit; 1 D1 batch)",
-  e_put_sk: "(e) `PUT` credential, `sk-` key (1 D1 read batch, the provider check, 1 write batch)",
+  e_put_sk: "(e) `PUT` credential, `sk-` key (the provider check, then 1 write batch; a caller's first PUT in an isolate reads first)",
   h_floor_io: "(h) reference: JS worker making 2 DO calls and 1 D1 batch of 2 reads ((c) before issue 14)",
   i_heartbeat: "(i) `POST /api/v1/agents/heartbeat`, `dk-` key (1 D1 read, 1 presence DO write)",
   j_route: "(j) `POST /api/v1/tasks/route`, an agent online (D1 reads, 1 presence DO read)",
