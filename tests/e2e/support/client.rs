@@ -90,14 +90,35 @@ impl<'w> Call<'w> {
             .unwrap_or_else(|e| panic!("{what}: transport error: {e}"))
     }
 
+    /// Sends the request. wrangler dev's own proxy answers 503 "Your worker restarted
+    /// mid-request" for a non-GET it could not hand to the worker (seen under full-suite
+    /// load: the worker logged no line for those requests); that is retried, up to twice.
+    /// The worker's own 503s are JSON errors and are never retried.
     pub fn try_send(self) -> Result<Reply, String> {
+        const WRANGLER_RESTARTED: &str = "Your worker restarted mid-request.";
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let reply = self.send_once()?;
+            if reply.status == 503 && reply.text.starts_with(WRANGLER_RESTARTED) && attempts < 3 {
+                eprintln!(
+                    "{} {}: wrangler's proxy lost it, retrying",
+                    self.method, self.path
+                );
+                continue;
+            }
+            return Ok(reply);
+        }
+    }
+
+    fn send_once(&self) -> Result<Reply, String> {
         let mut request = ureq::http::Request::builder()
             .method(self.method)
             .uri(self.worker.url(&self.path));
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
-        let request = request.body(self.body).map_err(|e| e.to_string())?;
+        let request = request.body(self.body.clone()).map_err(|e| e.to_string())?;
         let _shared = self
             .worker
             .db_access
