@@ -774,15 +774,13 @@ fn a_repeat_put_is_one_d1_round_trip_and_still_refused_at_once() {
     // A session: an admin's second PUT is one round trip too.
     let admin = unique_user("admin");
     add_member(w, &team.owner, &team.id, &admin, "admin");
-    let admin_token = token(&admin);
-    let as_admin = |suffix: &str| {
-        put_with(
-            &admin_token,
-            Some(&team.id),
-            json!({ "api_key": format!("comfyui-one-trip-admin-0123456789-{suffix}") }),
-            None,
-        )
+    // A session's PUT of key `comfyui-one-trip-{who}-…-{suffix}`.
+    let session_put = |token: &str, who: &str, suffix: &str| {
+        let key = format!("comfyui-one-trip-{who}-0123456789-{suffix}");
+        put_with(token, Some(&team.id), json!({ "api_key": key }), None)
     };
+    let admin_token = token(&admin);
+    let as_admin = |suffix: &str| session_put(&admin_token, "admin", suffix);
     assert_eq!(as_admin("a").status, 200);
     let again = as_admin("b");
     assert_eq!(again.status, 200, "{}", again.text);
@@ -806,14 +804,7 @@ fn a_repeat_put_is_one_d1_round_trip_and_still_refused_at_once() {
 
     // The owner, remembered, after deleting the team: its 404, nothing written.
     let owner_token = token(&team.owner);
-    let owner_put = |suffix: &str| {
-        put_with(
-            &owner_token,
-            Some(&team.id),
-            json!({ "api_key": format!("comfyui-one-trip-owner-0123456789-{suffix}") }),
-            None,
-        )
-    };
+    let owner_put = |suffix: &str| session_put(&owner_token, "owner", suffix);
     assert_eq!(owner_put("a").status, 200);
     let deleted = team.call(Call::delete(w, "/api/v1/team")).send();
     assert_eq!(deleted.status, 204, "{}", deleted.text);
