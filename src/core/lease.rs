@@ -237,20 +237,23 @@ impl Lease {
         }
     }
 
-    /// The tokens to give back with the call about to be sent ([`WindowState::give_back`]),
-    /// each once: if that call fails they are not sent again (the object may have taken
-    /// them), so a failure can only lose tokens, never count them twice.
+    /// [`Lease::step`], and the tokens to give back with the call it asks for
+    /// ([`WindowState::give_back`]); none for [`Step::Spent`], which makes no call. Each is
+    /// handed out once: if that call fails they are not sent again (the object may have
+    /// taken them), so a failure can only lose tokens, never count them out twice.
     ///
     /// [`WindowState::give_back`]: crate::core::ratelimit::WindowState::give_back
-    pub fn take_ended(&mut self) -> Vec<(UnixMillis, u32)> {
-        std::mem::take(&mut self.ended)
-    }
-
-    /// Puts back what [`Lease::take_ended`] took when no call was made after all.
-    pub fn keep_ended(&mut self, ended: Vec<(UnixMillis, u32)>) {
-        for (held_at, n) in ended {
-            self.end(held_at, n);
-        }
+    pub fn step_returning(
+        &mut self,
+        policy: &Policy,
+        now: UnixMillis,
+    ) -> (Step, Vec<(UnixMillis, u32)>) {
+        let step = self.step(policy, now);
+        let returned = match step {
+            Step::Spent(_) => Vec::new(),
+            _ => std::mem::take(&mut self.ended),
+        };
+        (step, returned)
     }
 
     /// The object could not be reached.
@@ -410,16 +413,12 @@ mod tests {
         while let Some(Timed { at: now, event, .. }) = queue.pop() {
             match event {
                 Event::Arrive(i) => {
-                    let step = leases[i].step(policy, now);
-                    let mut back = leases[i].take_ended();
+                    let (step, mut back) = leases[i].step_returning(policy, now);
                     if !give_back {
                         back.clear();
                     }
                     match step {
-                        Step::Spent(_) => {
-                            out.admitted.push(now);
-                            leases[i].keep_ended(back);
-                        }
+                        Step::Spent(_) => out.admitted.push(now),
                         Step::SpentRefill { want, .. } => {
                             out.admitted.push(now);
                             out.calls += 1;
@@ -583,16 +582,16 @@ mod tests {
         let mut remaining = Vec::new();
         let times = (0..40).chain((1..40).map(|i| 40 + i * 100));
         for now in times {
-            let decision = match lease.step(&p, now) {
+            let (step, returned) = lease.step_returning(&p, now);
+            object.give_back(&returned);
+            let decision = match step {
                 Step::Spent(decision) => decision,
                 Step::SpentRefill { decision, want } => {
-                    object.give_back(&lease.take_ended());
                     let grant = object.take_ahead(&p, now, want, lease_ms(&p));
                     lease.refilled(&p, now, now, grant);
                     decision
                 }
                 Step::Ask { want, renewal } => {
-                    object.give_back(&lease.take_ended());
                     let grant = object.take(&p, now, want, lease_ms(&p));
                     lease.answer(&p, now, now, renewal, grant)
                 }

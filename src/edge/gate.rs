@@ -62,24 +62,17 @@ async fn principal_decision(
         calls.set(calls.get() + 1);
         return limiter::check(env, key, policy, fail).await;
     }
-    // Tokens of leases that ended unspent go back with whichever call this request makes.
-    let (step, returned) = with_lease(key, now, |lease| {
-        (lease.step(policy, now), lease.take_ended())
-    });
+    // Tokens of leases that ended unspent go back with the call this request makes, if any.
+    let (step, returned) = with_lease(key, now, |lease| lease.step_returning(policy, now));
     match step {
-        Step::Spent(decision) => {
-            if !returned.is_empty() {
-                with_lease(key, now, |lease| lease.keep_ended(returned));
-            }
-            Ok(decision)
-        }
+        Step::Spent(decision) => Ok(decision),
         Step::SpentRefill { decision, want } => {
             refill.set(Some((want, returned)));
             Ok(decision)
         }
         Step::Ask { want, renewal } => {
             calls.set(calls.get() + 1);
-            ask(env, key, policy, (want, renewal), returned, now).await
+            ask(env, key, policy, want, renewal, returned, now).await
         }
     }
 }
@@ -96,8 +89,14 @@ fn refill_task(
     sent_at: UnixMillis,
 ) -> Background {
     Box::pin(async move {
-        let hold = (want, lease_ms(&policy));
-        let answer = limiter::lease(&env, &key, &policy, hold, true, returned).await;
+        let ask = limiter::Ask {
+            want,
+            hold_ms: lease_ms(&policy),
+            ahead: true,
+            returned,
+            fail: false,
+        };
+        let answer = limiter::take(&env, &key, &policy, ask).await;
         let later = super::app::now();
         with_lease(&key, later, |lease| match answer {
             Ok(grant) => lease.refilled(&policy, sent_at, later, grant),
@@ -114,12 +113,18 @@ async fn ask(
     env: &Env,
     key: &str,
     policy: &Policy,
-    (want, renewal): (u32, bool),
+    want: u32,
+    renewal: bool,
     returned: Returned,
     sent_at: UnixMillis,
 ) -> worker::Result<Decision> {
-    let hold = (want, lease_ms(policy));
-    let answer = limiter::lease(env, key, policy, hold, false, returned).await;
+    let ask = limiter::Ask {
+        want,
+        hold_ms: lease_ms(policy),
+        returned,
+        ..limiter::Ask::default()
+    };
+    let answer = limiter::take(env, key, policy, ask).await;
     let later = super::app::now();
     with_lease(key, later, |lease| match answer {
         Ok(grant) => Ok(lease.answer(policy, sent_at, later, renewal, grant)),

@@ -71,42 +71,37 @@ enum Message {
     },
 }
 
+/// What a take asks the object for (see [`Message::Take`]); the default is one request,
+/// decided now.
+#[derive(Default)]
+pub struct Ask {
+    pub want: u32,
+    pub hold_ms: i64,
+    pub ahead: bool,
+    pub returned: Vec<(i64, u32)>,
+    pub fail: bool,
+}
+
 /// Asks the object named `key` for a decision on one request: one round trip.
 pub async fn check(env: &Env, key: &str, policy: &Policy, fail: bool) -> Result<Decision> {
-    Ok(take(env, key, policy, (1, 0), false, Vec::new(), fail)
-        .await?
-        .decision)
+    let ask = Ask {
+        want: 1,
+        fail,
+        ..Ask::default()
+    };
+    Ok(take(env, key, policy, ask).await?.decision)
 }
 
-/// Asks the object named `key` for a lease of up to `want` tokens held for `hold_ms`,
-/// giving back `returned` (tokens of ended leases): one round trip.
-pub async fn lease(
-    env: &Env,
-    key: &str,
-    policy: &Policy,
-    (want, hold_ms): (u32, i64),
-    ahead: bool,
-    returned: Vec<(i64, u32)>,
-) -> Result<Grant> {
-    take(env, key, policy, (want, hold_ms), ahead, returned, false).await
-}
-
-async fn take(
-    env: &Env,
-    key: &str,
-    policy: &Policy,
-    (want, hold_ms): (u32, i64),
-    ahead: bool,
-    returned: Vec<(i64, u32)>,
-    fail: bool,
-) -> Result<Grant> {
+/// Asks the object named `key` for up to `ask.want` tokens held for `ask.hold_ms` (a
+/// lease), giving back `ask.returned` (tokens of ended leases): one round trip.
+pub async fn take(env: &Env, key: &str, policy: &Policy, ask: Ask) -> Result<Grant> {
     let message = Message::Take {
         policy: *policy,
-        want,
-        hold_ms,
-        ahead,
-        returned,
-        fail,
+        want: ask.want,
+        hold_ms: ask.hold_ms,
+        ahead: ask.ahead,
+        returned: ask.returned,
+        fail: ask.fail,
     };
     send(env, key, &message).await?.json().await
 }
