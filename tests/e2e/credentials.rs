@@ -681,7 +681,8 @@ fn a_repeat_put_is_one_d1_round_trip_and_still_refused_at_once() {
     let _log = w.on_failure();
     let team = Team::new(w);
     let (key, key_id) = team.key_and_id(w, json!({"name": "writer", "kind": "secret"}));
-    let put_with = |bearer: &str, team_id: Option<&str>, body: Value, if_match: Option<&str>| {
+    let put_with = |bearer: &str, team_id: Option<&str>, api_key: &str, if_match: Option<&str>| {
+        let body = json!({ "api_key": api_key });
         let mut call = Call::put(w, CREDENTIAL_PATH).bearer(bearer).json(&body);
         if let Some(id) = team_id {
             call = call.header("X-Team-ID", id);
@@ -703,28 +704,18 @@ fn a_repeat_put_is_one_d1_round_trip_and_still_refused_at_once() {
     };
 
     // An API key: the first PUT reads the key's row, the next ones only write.
-    let first = put_with(
-        &key,
-        None,
-        json!({"api_key": "comfyui-one-trip-0123456789-a"}),
-        None,
-    );
+    let first = put_with(&key, None, "comfyui-one-trip-0123456789-a", None);
     assert_eq!(first.status, 200, "{}", first.text);
-    let second = put_with(
-        &key,
-        None,
-        json!({"api_key": "comfyui-one-trip-0123456789-b"}),
-        None,
-    );
+    let second = put_with(&key, None, "comfyui-one-trip-0123456789-b", None);
     assert_eq!(second.status, 200, "{}", second.text);
     assert_eq!(d1_calls(&second), 1, "{}", w.log_line_of(&second));
     assert_eq!(team.decrypted(w), "comfyui-one-trip-0123456789-b");
     // The verification event, decided by the batch: recorded when the state changes only.
     let unverified = "stub-500-one-trip-0123456789";
-    let third = put_with(&key, None, json!({ "api_key": unverified }), None);
+    let third = put_with(&key, None, unverified, None);
     assert_eq!(third.json()["verification"]["state"], "unverified");
     assert_eq!(d1_calls(&third), 1);
-    let fourth = put_with(&key, None, json!({ "api_key": unverified }), None);
+    let fourth = put_with(&key, None, unverified, None);
     assert_eq!(d1_calls(&fourth), 1);
     assert_eq!(
         actions(),
@@ -738,19 +729,9 @@ fn a_repeat_put_is_one_d1_round_trip_and_still_refused_at_once() {
     );
     // If-Match, decided by the write: a stale ETag is 412, the current one goes through.
     let etag = fourth.header("etag").unwrap().to_string();
-    put_with(
-        &key,
-        None,
-        json!({"api_key": "comfyui-one-trip-0123456789-c"}),
-        Some("\"1\""),
-    )
-    .assert_error(412, "precondition_failed");
-    let current = put_with(
-        &key,
-        None,
-        json!({"api_key": "comfyui-one-trip-0123456789-d"}),
-        Some(&etag),
-    );
+    put_with(&key, None, "comfyui-one-trip-0123456789-c", Some("\"1\""))
+        .assert_error(412, "precondition_failed");
+    let current = put_with(&key, None, "comfyui-one-trip-0123456789-d", Some(&etag));
     assert_eq!(current.status, 200, "{}", current.text);
     assert_eq!(d1_calls(&current), 1);
     assert_eq!(team.decrypted(w), "comfyui-one-trip-0123456789-d");
@@ -761,13 +742,7 @@ fn a_repeat_put_is_one_d1_round_trip_and_still_refused_at_once() {
         .call(Call::delete(w, &format!("/api/v1/api-keys/{key_id}")))
         .send();
     assert_eq!(revoked.status, 200);
-    put_with(
-        &key,
-        None,
-        json!({"api_key": "comfyui-one-trip-0123456789-e"}),
-        None,
-    )
-    .assert_error(401, "unauthorized");
+    put_with(&key, None, "comfyui-one-trip-0123456789-e", None).assert_error(401, "unauthorized");
     assert_eq!(team.decrypted(w), "comfyui-one-trip-0123456789-d");
     assert_eq!(actions().len(), audited);
 
@@ -777,7 +752,7 @@ fn a_repeat_put_is_one_d1_round_trip_and_still_refused_at_once() {
     // A session's PUT of key `comfyui-one-trip-{who}-…-{suffix}`.
     let session_put = |token: &str, who: &str, suffix: &str| {
         let key = format!("comfyui-one-trip-{who}-0123456789-{suffix}");
-        put_with(token, Some(&team.id), json!({ "api_key": key }), None)
+        put_with(token, Some(&team.id), &key, None)
     };
     let admin_token = token(&admin);
     let as_admin = |suffix: &str| session_put(&admin_token, "admin", suffix);
