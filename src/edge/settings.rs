@@ -26,19 +26,9 @@ pub async fn serve(req: &Request, env: &Env, config: &Config) -> Result<Response
     }
     let path = req.path();
     let asset = settings::asset_path(&path).ok_or_else(|| ApiError::not_found("No such page"))?;
-    let unavailable = |detail: String| {
-        ApiError::unavailable(
-            "The settings page is unavailable",
-            format!("assets: {detail}"),
-        )
-    };
-    let (status, response) = fetch_asset(req, env, &asset).await.map_err(unavailable)?;
-    if status == 404 {
-        return Err(ApiError::not_found("No such page"));
-    }
-    if !(200..400).contains(&status) {
-        return Err(unavailable(format!("assets answered {status}")));
-    }
+    let response = fetch_asset(req, env, &asset, "The settings page")
+        .await?
+        .ok_or_else(|| ApiError::not_found("No such page"))?;
     Ok(passed_on(
         req,
         &response,
@@ -47,11 +37,24 @@ pub async fn serve(req: &Request, env: &Env, config: &Config) -> Result<Response
 }
 
 /// `asset` (a path in `public/`) from the `ASSETS` binding, with the caller's method (GET or
-/// HEAD) and `If-None-Match`: the status, and the response.
-pub async fn fetch_asset(req: &Request, env: &Env, asset: &str) -> Result<(u16, Response), String> {
+/// HEAD) and `If-None-Match`. `None` when there is no such asset; a 503 naming `what` when
+/// the assets cannot be reached or answer anything but a success or a redirect.
+pub async fn fetch_asset(
+    req: &Request,
+    env: &Env,
+    asset: &str,
+    what: &str,
+) -> Result<Option<Response>, ApiError> {
+    let unavailable = |detail: String| {
+        ApiError::unavailable(
+            format!("{what} is unavailable"),
+            format!("{asset}: {detail}"),
+        )
+    };
     // The URL as the runtime gives it (no URL parser linked into the worker just for this).
     let url = req.inner().url();
-    let origin = proxy::url_origin(&url).ok_or("a request URL without an origin")?;
+    let origin = proxy::url_origin(&url)
+        .ok_or_else(|| unavailable("a request URL without an origin".into()))?;
     let headers = Headers::new();
     if let Some(tag) = req.headers().get("If-None-Match").ok().flatten() {
         let _ = headers.set("If-None-Match", &tag);
@@ -63,14 +66,20 @@ pub async fn fetch_asset(req: &Request, env: &Env, asset: &str) -> Result<(u16, 
         Method::Get
     })
     .with_headers(headers);
-    let request =
-        Request::new_with_init(&format!("{origin}{asset}"), &init).map_err(|e| e.to_string())?;
-    let fetcher = env.assets("ASSETS").map_err(|e| e.to_string())?;
+    let request = Request::new_with_init(&format!("{origin}{asset}"), &init)
+        .map_err(|e| unavailable(e.to_string()))?;
+    let fetcher = env
+        .assets("ASSETS")
+        .map_err(|e| unavailable(e.to_string()))?;
     let response = fetcher
         .fetch_request(request)
         .await
-        .map_err(|e| e.to_string())?;
-    Ok((response.status_code(), response))
+        .map_err(|e| unavailable(e.to_string()))?;
+    match response.status_code() {
+        404 => Ok(None),
+        200..400 => Ok(Some(response)),
+        status => Err(unavailable(format!("assets answered {status}"))),
+    }
 }
 
 /// The asset's response as it leaves: its [`KEPT`] headers and `extra`, its body unless the
