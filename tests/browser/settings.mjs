@@ -91,7 +91,9 @@ assert.deepEqual(unlabelled, []);
 // Cloud providers: fallback without a key is refused, and explained.
 await page.locator("#provider-state").filter({ hasText: "No key saved" }).waitFor();
 expectedNetworkErrors.push(404); // GET of the credential the team does not have yet
-await page.locator("#provider-fallback").check();
+// click(), not check(): the page unticks the box again when the server refuses, and
+// check() fails if that happens before it looks ("did not change its state").
+await page.locator("#provider-fallback").click();
 await errorShown(page, /^No credential is configured for this provider\. .*save one first/);
 expectedNetworkErrors.push(404);
 assert.equal(await page.locator("#provider-fallback").isChecked(), false);
@@ -112,7 +114,7 @@ await page.locator("#provider-state").filter({ hasText: "verified" }).waitFor();
 assert.equal(await page.locator("#error").isVisible(), false);
 await page.getByRole("button", { name: "Revoke key" }).click();
 await page.locator("#provider-state").filter({ hasText: /Status\s*revoked/ }).waitFor();
-await page.locator("#provider-fallback").check();
+await page.locator("#provider-fallback").click(); // refused again: click(), as above
 const noKey = await errorShown(page, /save one first/);
 expectedNetworkErrors.push(409);
 assert.equal(await page.locator("#provider-fallback").isChecked(), false);
