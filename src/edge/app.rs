@@ -196,8 +196,10 @@ async fn dispatch(
     };
 
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let presented =
-        authenticated.then(|| auth::present(header("Authorization").as_deref(), &config, now));
+    let presented = match authenticated {
+        true => Some(auth::present(header("Authorization").as_deref(), &config, now).await),
+        false => None,
+    };
     let team_header = header("X-Team-ID").filter(|_| team_scoped);
     let caller = match &presented {
         None => Caller::Anonymous,

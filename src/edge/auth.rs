@@ -1,6 +1,8 @@
 //! Authentication adapter, in two steps:
-//! - [`present`] reads what the caller presents, with no I/O: the bearer header parsed, a JWT
-//!   verified, an API key's format and checksum checked. The rate limiter keys on it.
+//! - [`present`] reads what the caller presents, with no D1 or Durable Object call: the
+//!   bearer header parsed, a JWT verified (an ES256, EdDSA or RS256 signature by the
+//!   runtime's WebCrypto), an API key's format and checksum checked. The rate limiter keys
+//!   on it.
 //! - [`authenticate`] turns it into an [`Actor`] with D1 lookups (the key's row, the team
 //!   membership). Only a JWT's verification is cached (per isolate, for at most a minute);
 //!   rows are never: a revoked key or a removed member is refused on the very next
@@ -17,7 +19,7 @@ use crate::core::{
     api_keys::{ApiKeyRecord, LAST_USED_RESOLUTION_MS},
     auth::{
         bearer::{self, Bearer, EXPIRED_TOKEN, INVALID_API_KEY, INVALID_TOKEN},
-        jwt::{JwtError, Session},
+        jwt::{JwtError, Session, Step},
         session_cache::SessionCache,
         writer_cache::WriterCache,
     },
@@ -56,18 +58,38 @@ thread_local! {
     static WRITERS: RefCell<WriterCache> = RefCell::new(WriterCache::default());
 }
 
-pub fn present(authorization: Option<&str>, config: &Config, now: UnixMillis) -> Presented {
+pub async fn present(authorization: Option<&str>, config: &Config, now: UnixMillis) -> Presented {
     match bearer::parse(authorization) {
         Err(e) => Presented::Refused(e),
         Ok(Bearer::ApiKey(key)) => Presented::ApiKey { hash: key.hash() },
-        Ok(Bearer::Jwt(token)) => {
-            match SESSIONS.with(|cache| cache.borrow_mut().verify(&config.jwt, token, now)) {
-                Ok(session) => Presented::Session(session),
-                Err(JwtError::Expired) => Presented::Refused(ApiError::unauthorized(EXPIRED_TOKEN)),
-                Err(JwtError::Invalid) => Presented::Refused(ApiError::unauthorized(INVALID_TOKEN)),
-            }
-        }
+        Ok(Bearer::Jwt(token)) => match session(config, token, now).await {
+            Ok(session) => Presented::Session(session),
+            Err(JwtError::Expired) => Presented::Refused(ApiError::unauthorized(EXPIRED_TOKEN)),
+            Err(JwtError::Invalid) => Presented::Refused(ApiError::unauthorized(INVALID_TOKEN)),
+        },
     }
+}
+
+/// A JWT's session: from this isolate's cache, or verified now (an ES256, EdDSA or RS256
+/// signature by WebCrypto) and remembered.
+async fn session(config: &Config, token: &str, now: UnixMillis) -> Result<Session, JwtError> {
+    if let Some(session) = SESSIONS.with(|cache| cache.borrow_mut().get(token, now)) {
+        return Ok(session);
+    }
+    let (session, exp) = match config.jwt.begin(token, now) {
+        Step::Done(result) => result?,
+        Step::Signature(pending) => {
+            let valid =
+                super::webcrypto::verify(pending.key, pending.message, pending.signature()).await;
+            pending.finish(valid, now)?
+        }
+    };
+    SESSIONS.with(|cache| {
+        cache
+            .borrow_mut()
+            .remember(token, session.clone(), exp, now)
+    });
+    Ok(session)
 }
 
 impl Presented {

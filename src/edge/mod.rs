@@ -13,6 +13,7 @@ mod proxy;
 mod repo;
 mod rotation;
 mod settings;
+mod webcrypto;
 
 use worker::{
     console_error, event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent,

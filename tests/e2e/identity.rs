@@ -519,8 +519,11 @@ fn one_team_never_reaches_into_another() {
     assert_eq!(a_teams["teams"].as_array().unwrap().len(), 1);
 }
 
+/// The worker checks these signatures with the runtime's WebCrypto (edge/webcrypto.rs), not
+/// with the crates the native tests use: only this test shows that path works.
 #[test]
 fn es256_eddsa_and_rs256_tokens_verify_against_the_configured_jwks() {
+    use base64ct::{Base64UrlUnpadded, Encoding};
     use jwt_compact::{
         alg::{Ed25519, Es256, Rsa, RsaPrivateKey, SigningKey as _},
         jwk::JsonWebKey,
@@ -537,10 +540,15 @@ fn es256_eddsa_and_rs256_tokens_verify_against_the_configured_jwks() {
         v["kid"] = json!(kid);
         v
     };
+    // A point off the curve passes the shape check; WebCrypto refuses to import it.
+    let b64 = |bytes: &[u8]| Base64UrlUnpadded::encode_string(bytes);
+    let off_curve = json!({"kty": "EC", "crv": "P-256", "kid": "off",
+        "x": b64(&[1u8; 32]), "y": b64(&[2u8; 32])});
     let jwks = json!({"keys": [
         jwk(JsonWebKey::from(&es.to_verifying_key()), "ec"),
         jwk(JsonWebKey::from(&ed_public), "ed"),
         jwk(JsonWebKey::from(&rsa.to_public_key()), "rsa"),
+        off_curve,
     ]});
     let w = spawn(Options::default().var("JWT_JWKS", &jwks.to_string()));
     let _log = w.on_failure();
@@ -560,6 +568,52 @@ fn es256_eddsa_and_rs256_tokens_verify_against_the_configured_jwks() {
         let r = Call::get(&w, "/api/v1/teams").bearer(t).send();
         assert_eq!(r.status, 200, "{}", r.text);
     }
+    // Each signature really is checked: the same token with another user's claims, or with
+    // one bit of its signature flipped, is refused.
+    let other = Claims::new(json!({"sub": unique_user("jwks-forged"), "exp": now_s() + 600}));
+    let forged_payload = Es256
+        .token(&Header::empty().with_key_id("ec"), &other, &es)
+        .unwrap();
+    let forged_payload = forged_payload.split('.').nth(1).unwrap();
+    for t in &tokens {
+        let mut parts: Vec<String> = t.split('.').map(str::to_string).collect();
+        let signature = parts[2].clone();
+        parts[1] = forged_payload.to_string();
+        let swapped = parts.join(".");
+        assert_401(
+            &Call::get(&w, "/api/v1/teams").bearer(&swapped).send(),
+            "Invalid token",
+        );
+        let mut bytes = Base64UrlUnpadded::decode_vec(&signature).unwrap();
+        bytes[10] ^= 1;
+        let (signed, _) = t.rsplit_once('.').unwrap();
+        let flipped = format!("{signed}.{}", b64(&bytes));
+        assert_401(
+            &Call::get(&w, "/api/v1/teams").bearer(&flipped).send(),
+            "Invalid token",
+        );
+    }
+    // A good signature on expired claims is the expiry message.
+    let expired = Claims::new(json!({"sub": unique_user("jwks"), "exp": now_s() - 600}));
+    let expired = Ed25519
+        .token(&Header::empty().with_key_id("ed"), &expired, &ed)
+        .unwrap();
+    assert_401(
+        &Call::get(&w, "/api/v1/teams").bearer(&expired).send(),
+        "Token has expired",
+    );
+    // The key WebCrypto could not import verifies nothing, and the log says why.
+    let on_off = Es256
+        .token(&Header::empty().with_key_id("off"), &claims, &es)
+        .unwrap();
+    assert_401(
+        &Call::get(&w, "/api/v1/teams").bearer(&on_off).send(),
+        "Invalid token",
+    );
+    assert!(
+        w.log_eventually_contains("WebCrypto could not check a JWT_JWKS signature"),
+        "the log says why the key verifies nothing"
+    );
     // The right signature under the wrong kid, and an unknown kid, are refused.
     let wrong_kid = Es256
         .token(&Header::empty().with_key_id("rsa"), &claims, &es)

@@ -16,11 +16,11 @@ use std::collections::HashMap;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use jwt_compact::{
-    alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPublicKey},
-    jwk::JsonWebKey,
-    Algorithm, AlgorithmExt, UntrustedToken,
+    alg::{Hs256, Hs256Key},
+    AlgorithmExt, Claims, UntrustedToken,
 };
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::core::{config::ConfigError, time::UnixMillis};
 
@@ -30,23 +30,41 @@ pub const MIN_RSA_BITS: usize = 2048;
 pub const LEEWAY_MS: i64 = 60_000;
 const MIN_SECRET_BYTES: usize = 32;
 
-type Es256Key = <Es256 as Algorithm>::VerifyingKey;
-type Ed25519Key = <Ed25519 as Algorithm>::VerifyingKey;
-
-enum PublicKey {
-    Es256(Es256Key),
-    EdDsa(Ed25519Key),
-    Rs256(Box<RsaPublicKey>),
+/// The algorithm of a `JWT_JWKS` key, which is the only one it verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAlg {
+    Es256,
+    EdDsa,
+    Rs256,
 }
 
-impl PublicKey {
-    fn alg(&self) -> &'static str {
+impl KeyAlg {
+    pub fn name(self) -> &'static str {
         match self {
-            PublicKey::Es256(_) => "ES256",
-            PublicKey::EdDsa(_) => "EdDSA",
-            PublicKey::Rs256(_) => "RS256",
+            KeyAlg::Es256 => "ES256",
+            KeyAlg::EdDsa => "EdDSA",
+            KeyAlg::Rs256 => "RS256",
         }
     }
+}
+
+/// A public key from `JWT_JWKS`, its shape checked when the set is parsed.
+///
+/// The signature itself is checked by whoever holds [`Pending`]: in the worker, the
+/// runtime's WebCrypto imports [`PublicKey::jwk`] (so the curve and RSA arithmetic is not
+/// compiled into the wasm); natively, the jwt-compact algorithms do it in
+/// [`JwtVerifier::verify`].
+pub struct PublicKey {
+    pub alg: KeyAlg,
+    /// The key's public members only (`kty`, `crv`, `x`, `y`, `n`, `e`), as JSON: what
+    /// WebCrypto's `importKey("jwk", ...)` is given.
+    pub jwk: String,
+    /// The exact length of this key's signatures: 64 bytes for ES256 (`r || s`) and EdDSA,
+    /// the modulus length for RS256.
+    signature_len: usize,
+    /// `None`: the crates refuse the material (a point off the curve), as WebCrypto would.
+    #[cfg(not(target_arch = "wasm32"))]
+    native: Option<native::NativeKey>,
 }
 
 pub struct JwtVerifier {
@@ -135,38 +153,79 @@ impl JwtVerifier {
         self.issuer.is_some() && self.audience.is_some()
     }
 
+    /// The whole check, with the signature verified by the jwt-compact algorithms.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn verify(&self, token: &str, now: UnixMillis) -> Result<Session, JwtError> {
         self.verify_until(token, now).map(|(session, _)| session)
     }
 
     /// [`JwtVerifier::verify`], with the token's `exp` (Unix milliseconds).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn verify_until(
         &self,
         token: &str,
         now: UnixMillis,
     ) -> Result<(Session, UnixMillis), JwtError> {
+        match self.begin(token, now) {
+            Step::Done(result) => result,
+            Step::Signature(pending) => {
+                let valid = (pending.key.native.as_ref())
+                    .is_some_and(|k| k.verify(pending.message, pending.signature()));
+                pending.finish(valid, now)
+            }
+        }
+    }
+
+    /// The first step: the header's rules, the key, and an HS256 token whole. A token signed
+    /// with a `JWT_JWKS` key comes back [`Step::Signature`], for the caller to check the
+    /// signature (asynchronously, in the worker) before [`Pending::finish`] reads the claims.
+    pub fn begin<'v, 't>(&'v self, token: &'t str, now: UnixMillis) -> Step<'v, 't> {
+        match self.open(token, now) {
+            Ok(step) => step,
+            Err(e) => Step::Done(Err(e)),
+        }
+    }
+
+    fn open<'v, 't>(&'v self, token: &'t str, now: UnixMillis) -> Result<Step<'v, 't>, JwtError> {
         if has_crit_header(token) {
             return Err(JwtError::Invalid);
         }
         let untrusted = UntrustedToken::new(token).map_err(|_| JwtError::Invalid)?;
-        let kid = untrusted.header().key_id.as_deref();
-        let verified = match untrusted.algorithm() {
-            "HS256" => {
-                let key = self.hs256.as_ref().ok_or(JwtError::Invalid)?;
-                Hs256.validator::<SessionClaims>(key).validate(&untrusted)
-            }
-            alg => match self.keys.get(kid.ok_or(JwtError::Invalid)?) {
-                Some(key) if key.alg() == alg => match key {
-                    PublicKey::Es256(k) => Es256.validator(k).validate(&untrusted),
-                    PublicKey::EdDsa(k) => Ed25519.validator(k).validate(&untrusted),
-                    PublicKey::Rs256(k) => Rsa::rs256().validator(k.as_ref()).validate(&untrusted),
-                },
-                _ => return Err(JwtError::Invalid),
-            },
+        if untrusted.algorithm() == "HS256" {
+            let key = self.hs256.as_ref().ok_or(JwtError::Invalid)?;
+            let verified = Hs256
+                .validator::<SessionClaims>(key)
+                .validate(&untrusted)
+                .map_err(|_| JwtError::Invalid)?;
+            return Ok(Step::Done(self.claims(verified.claims(), now)));
         }
-        .map_err(|_| JwtError::Invalid)?;
+        let kid = untrusted.header().key_id.as_deref();
+        let key = self.keys.get(kid.ok_or(JwtError::Invalid)?);
+        let key = key
+            .filter(|k| k.alg.name() == untrusted.algorithm())
+            .ok_or(JwtError::Invalid)?;
+        if untrusted.signature_bytes().len() != key.signature_len {
+            return Err(JwtError::Invalid);
+        }
+        // What was signed: the first two segments, exactly as sent.
+        let message = token
+            .rsplit_once('.')
+            .map(|(signed, _)| signed.as_bytes())
+            .ok_or(JwtError::Invalid)?;
+        Ok(Step::Signature(Box::new(Pending {
+            verifier: self,
+            untrusted,
+            key,
+            message,
+        })))
+    }
 
-        let claims = verified.claims();
+    /// The claims of a token whose signature holds.
+    fn claims(
+        &self,
+        claims: &Claims<SessionClaims>,
+        now: UnixMillis,
+    ) -> Result<(Session, UnixMillis), JwtError> {
         let exp = claims
             .expiration
             .ok_or(JwtError::Invalid)?
@@ -207,6 +266,45 @@ impl JwtVerifier {
     }
 }
 
+/// Where [`JwtVerifier::begin`] left a token.
+pub enum Step<'v, 't> {
+    /// Decided: HS256, or refused before any signature check.
+    Done(Result<(Session, UnixMillis), JwtError>),
+    /// Signed with a `JWT_JWKS` key: check [`Pending::signature`] over
+    /// [`Pending::message`] with [`Pending::key`], then [`Pending::finish`].
+    Signature(Box<Pending<'v, 't>>),
+}
+
+/// A token whose signature is still to be checked. Its claims are read only by
+/// [`Pending::finish`], and only when the signature held.
+pub struct Pending<'v, 't> {
+    verifier: &'v JwtVerifier,
+    untrusted: UntrustedToken<'t>,
+    /// The configured key the token names, of the token's own algorithm.
+    pub key: &'v PublicKey,
+    /// The signed bytes: the token's header and payload segments with their dot.
+    pub message: &'t [u8],
+}
+
+impl Pending<'_, '_> {
+    /// The signature, of [`PublicKey`]'s exact length: raw `r || s` for ES256.
+    pub fn signature(&self) -> &[u8] {
+        self.untrusted.signature_bytes()
+    }
+
+    /// The session, once the caller has checked the signature: `valid` is its answer.
+    pub fn finish(self, valid: bool, now: UnixMillis) -> Result<(Session, UnixMillis), JwtError> {
+        if !valid {
+            return Err(JwtError::Invalid);
+        }
+        let claims = self
+            .untrusted
+            .deserialize_claims_unchecked::<SessionClaims>()
+            .map_err(|_| JwtError::Invalid)?;
+        self.verifier.claims(&claims, now)
+    }
+}
+
 /// Whether the token's header carries `crit` (or cannot be read, which fails later anyway).
 fn has_crit_header(token: &str) -> bool {
     let Some(segment) = token.split('.').next() else {
@@ -218,12 +316,14 @@ fn has_crit_header(token: &str) -> bool {
         .is_some_and(|header| header.get("crit").is_some())
 }
 
-/// The bit length of an RSA JWK's modulus `n` (base64url, big-endian).
-fn rsa_modulus_bits(n: Option<&str>) -> usize {
-    let Some(bytes) = n.and_then(|n| Base64UrlUnpadded::decode_vec(n).ok()) else {
-        return 0;
-    };
-    let significant: Vec<u8> = bytes.into_iter().skip_while(|b| *b == 0).collect();
+/// A base64url member of a JWK, decoded.
+fn member(jwk: &Value, name: &str) -> Option<Vec<u8>> {
+    Base64UrlUnpadded::decode_vec(jwk.get(name)?.as_str()?).ok()
+}
+
+/// The bit length of a big-endian unsigned integer.
+fn bit_length(bytes: &[u8]) -> usize {
+    let significant = &bytes[bytes.iter().take_while(|b| **b == 0).count()..];
     match significant.first() {
         Some(first) => significant.len() * 8 - first.leading_zeros() as usize,
         None => 0,
@@ -232,7 +332,7 @@ fn rsa_modulus_bits(n: Option<&str>) -> usize {
 
 #[derive(Deserialize)]
 struct Jwks {
-    keys: Vec<serde_json::Value>,
+    keys: Vec<Value>,
 }
 
 fn parse_jwks(text: &str) -> Result<HashMap<String, PublicKey>, ConfigError> {
@@ -246,22 +346,9 @@ fn parse_jwks(text: &str) -> Result<HashMap<String, PublicKey>, ConfigError> {
             .filter(|k| !k.is_empty())
             .ok_or_else(|| bad("every key needs a non-empty \"kid\""))?
             .to_string();
-        let jwk: JsonWebKey<'_> =
-            serde_json::from_value(value.clone()).map_err(|_| bad("a key is not a valid JWK"))?;
-        let key = match (value["kty"].as_str(), value["crv"].as_str()) {
-            (Some("EC"), Some("P-256")) => Es256Key::try_from(&jwk).ok().map(PublicKey::Es256),
-            (Some("OKP"), Some("Ed25519")) => Ed25519Key::try_from(&jwk).ok().map(PublicKey::EdDsa),
-            (Some("RSA"), _) if rsa_modulus_bits(value["n"].as_str()) < MIN_RSA_BITS => {
-                return Err(bad("RSA keys must be at least 2048 bits"))
-            }
-            (Some("RSA"), _) => RsaPublicKey::try_from(&jwk)
-                .ok()
-                .map(|k| PublicKey::Rs256(Box::new(k))),
-            _ => return Err(bad("only EC P-256, OKP Ed25519 and RSA keys are supported")),
-        }
-        .ok_or_else(|| bad("a key's material is invalid"))?;
+        let key = public_key(&value)?;
         if let Some(alg) = value.get("alg") {
-            if alg.as_str() != Some(key.alg()) {
+            if alg.as_str() != Some(key.alg.name()) {
                 return Err(bad("a key's \"alg\" does not match its type"));
             }
         }
@@ -270,6 +357,91 @@ fn parse_jwks(text: &str) -> Result<HashMap<String, PublicKey>, ConfigError> {
         }
     }
     Ok(keys)
+}
+
+/// One JWK's type and shape: the curve point's coordinates of the curve's size, an RSA
+/// modulus of at least [`MIN_RSA_BITS`] and a sane exponent. Whether a point lies on its
+/// curve is for the crypto to find when it first uses the key (WebCrypto's import in the
+/// worker, which logs why): such a key verifies no token.
+fn public_key(jwk: &Value) -> Result<PublicKey, ConfigError> {
+    let bad = |problem| ConfigError::invalid("JWT_JWKS", problem);
+    let invalid = || bad("a key's material is invalid");
+    let sized = |name: &str, len: usize| member(jwk, name).is_some_and(|m| m.len() == len);
+    let kty = jwk["kty"]
+        .as_str()
+        .ok_or_else(|| bad("a key is not a valid JWK"))?;
+    let (alg, members, signature_len): (_, &[&str], _) = match (kty, jwk["crv"].as_str()) {
+        ("EC", Some("P-256")) if sized("x", 32) && sized("y", 32) => {
+            (KeyAlg::Es256, &["kty", "crv", "x", "y"], 64)
+        }
+        ("OKP", Some("Ed25519")) if sized("x", 32) => (KeyAlg::EdDsa, &["kty", "crv", "x"], 64),
+        ("EC", Some("P-256")) | ("OKP", Some("Ed25519")) => return Err(invalid()),
+        ("RSA", _) => {
+            let bits = member(jwk, "n").map_or(0, |n| bit_length(&n));
+            if bits < MIN_RSA_BITS {
+                return Err(bad("RSA keys must be at least 2048 bits"));
+            }
+            let e = member(jwk, "e").map_or(0, |e| bit_length(&e));
+            if !(2..=64).contains(&e) {
+                return Err(invalid());
+            }
+            (KeyAlg::Rs256, &["kty", "n", "e"], bits.div_ceil(8))
+        }
+        _ => return Err(bad("only EC P-256, OKP Ed25519 and RSA keys are supported")),
+    };
+    let public: serde_json::Map<String, Value> = members
+        .iter()
+        .map(|m| (m.to_string(), jwk[*m].clone()))
+        .collect();
+    Ok(PublicKey {
+        alg,
+        jwk: Value::Object(public).to_string(),
+        signature_len,
+        #[cfg(not(target_arch = "wasm32"))]
+        native: native::NativeKey::parse(alg, jwk),
+    })
+}
+
+/// The jwt-compact algorithms, for native builds: tests, benchmarks and fuzzing. The worker
+/// leaves them out and asks WebCrypto (`edge/webcrypto.rs`).
+#[cfg(not(target_arch = "wasm32"))]
+mod native {
+    use jwt_compact::{
+        alg::{Ed25519, Es256, Rsa, RsaPublicKey},
+        jwk::JsonWebKey,
+        Algorithm, AlgorithmSignature,
+    };
+    use serde_json::Value;
+
+    use super::KeyAlg;
+
+    pub(super) enum NativeKey {
+        Es256(<Es256 as Algorithm>::VerifyingKey),
+        EdDsa(<Ed25519 as Algorithm>::VerifyingKey),
+        Rs256(Box<RsaPublicKey>),
+    }
+
+    impl NativeKey {
+        pub(super) fn parse(alg: KeyAlg, jwk: &Value) -> Option<NativeKey> {
+            let jwk: JsonWebKey<'_> = serde_json::from_value(jwk.clone()).ok()?;
+            Some(match alg {
+                KeyAlg::Es256 => NativeKey::Es256((&jwk).try_into().ok()?),
+                KeyAlg::EdDsa => NativeKey::EdDsa((&jwk).try_into().ok()?),
+                KeyAlg::Rs256 => NativeKey::Rs256(Box::new((&jwk).try_into().ok()?)),
+            })
+        }
+
+        pub(super) fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+            fn check<A: Algorithm>(alg: A, key: &A::VerifyingKey, m: &[u8], s: &[u8]) -> bool {
+                A::Signature::try_from_slice(s).is_ok_and(|s| alg.verify_signature(&s, key, m))
+            }
+            match self {
+                NativeKey::Es256(k) => check(Es256, k, message, signature),
+                NativeKey::EdDsa(k) => check(Ed25519, k, message, signature),
+                NativeKey::Rs256(k) => check(Rsa::rs256(), k, message, signature),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 use super::*;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use jwt_compact::{
-    alg::{RsaPrivateKey, SigningKey as _},
+    alg::{Ed25519, Es256, Rsa, RsaPrivateKey, SigningKey as _},
+    jwk::JsonWebKey,
     Algorithm, AlgorithmSignature,
 };
 use rand_core::OsRng;
@@ -434,4 +435,103 @@ fn config_errors_are_clear_and_never_panic() {
     let mut mislabelled: Value = serde_json::from_str(&keys().jwks).unwrap();
     mislabelled["keys"][0]["alg"] = json!("HS256");
     assert!(make(None, Some(&mislabelled.to_string())).is_some());
+}
+
+/// The worker checks ES256, EdDSA and RS256 signatures with WebCrypto, between
+/// [`JwtVerifier::begin`] and [`Pending::finish`]: what it is handed, and what it decides.
+#[test]
+fn an_asymmetric_token_hands_its_signed_bytes_and_signature_to_the_caller() {
+    let v = verifier();
+    for (alg, kid, len) in [
+        ("ES256", "ec-1", 64),
+        ("EdDSA", "ed-1", 64),
+        ("RS256", "rsa-1", 256),
+    ] {
+        let token = signed(alg, kid, &good_claims());
+        let Step::Signature(pending) = v.begin(&token, NOW) else {
+            panic!("{alg}: no signature step");
+        };
+        let (signed_part, signature) = token.rsplit_once('.').unwrap();
+        assert_eq!(pending.message, signed_part.as_bytes(), "{alg}");
+        assert_eq!(pending.signature().len(), len, "{alg}");
+        assert_eq!(b64(pending.signature()), signature, "{alg}");
+        assert_eq!(pending.key.alg.name(), alg);
+        // The caller's "no" is final; its "yes" leads to the claims.
+        assert_eq!(pending.finish(false, NOW), Err(JwtError::Invalid), "{alg}");
+        let Step::Signature(pending) = v.begin(&token, NOW) else {
+            unreachable!()
+        };
+        let (session, exp) = pending.finish(true, NOW).unwrap();
+        assert_eq!(
+            (session.user_id.as_str(), exp),
+            ("user-1", (NOW_S + 3600) * 1000)
+        );
+    }
+    // A good signature does not rescue expired claims.
+    let expired = signed("ES256", "ec-1", &json!({"sub": "u", "exp": NOW_S - 3600}));
+    let Step::Signature(pending) = v.begin(&expired, NOW) else {
+        panic!("no signature step");
+    };
+    assert_eq!(pending.finish(true, NOW), Err(JwtError::Expired));
+    // HS256 is decided whole; a signature of the wrong length never reaches the caller.
+    assert!(matches!(
+        v.begin(&hs256(&good_claims()), NOW),
+        Step::Done(Ok(_))
+    ));
+    let short = craft(
+        &json!({"alg": "ES256", "kid": "ec-1"}),
+        &good_claims(),
+        |_| vec![1u8; 63],
+    );
+    assert!(matches!(
+        v.begin(&short, NOW),
+        Step::Done(Err(JwtError::Invalid))
+    ));
+}
+
+#[test]
+fn webcrypto_is_given_only_a_keys_public_members() {
+    let mut jwks: Value = serde_json::from_str(&keys().jwks).unwrap();
+    jwks["keys"][0]["use"] = json!("sig");
+    jwks["keys"][0]["key_ops"] = json!(["verify"]);
+    jwks["keys"][0]["d"] = json!(b64(&[9u8; 32]));
+    let v = JwtVerifier::new(JwtSettings {
+        secret: None,
+        jwks: Some(&jwks.to_string()),
+        issuer: None,
+        audience: None,
+    })
+    .unwrap();
+    let token = signed("ES256", "ec-1", &good_claims());
+    let Step::Signature(pending) = v.begin(&token, NOW) else {
+        panic!("no signature step");
+    };
+    let given: Value = serde_json::from_str(&pending.key.jwk).unwrap();
+    let mut members: Vec<&String> = given.as_object().unwrap().keys().collect();
+    members.sort();
+    assert_eq!(members, ["crv", "kty", "x", "y"]);
+    assert_eq!(given["x"], jwks["keys"][0]["x"]);
+}
+
+#[test]
+fn a_key_off_its_curve_passes_the_shape_check_and_verifies_nothing() {
+    let jwks = json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "off",
+        "x": b64(&[1u8; 32]), "y": b64(&[2u8; 32]),
+    }]});
+    let v = JwtVerifier::new(JwtSettings {
+        secret: None,
+        jwks: Some(&jwks.to_string()),
+        issuer: None,
+        audience: None,
+    })
+    .unwrap();
+    let token = signed("ES256", "ec-1", &good_claims()).replacen(
+        &b64(json!({"alg": "ES256", "kid": "ec-1"})
+            .to_string()
+            .as_bytes()),
+        &b64(json!({"alg": "ES256", "kid": "off"}).to_string().as_bytes()),
+        1,
+    );
+    assert_eq!(v.verify(&token, NOW), Err(JwtError::Invalid));
 }

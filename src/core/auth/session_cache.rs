@@ -9,13 +9,19 @@
 
 use sha2::{Digest, Sha256};
 
-use super::jwt::{JwtError, JwtVerifier, Session};
+#[cfg(not(target_arch = "wasm32"))]
+use super::jwt::JwtError;
+use super::jwt::Session;
 use crate::core::{time::UnixMillis, ttl_cache::TtlCache};
 
 /// The longest a verified token is remembered.
 pub const CACHE_MS: i64 = 60_000;
 /// The most tokens remembered.
 pub const CACHE_ENTRIES: usize = 1_000;
+
+fn key(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
 
 #[derive(Debug)]
 pub struct SessionCache(TtlCache<[u8; 32], Session>);
@@ -27,21 +33,31 @@ impl Default for SessionCache {
 }
 
 impl SessionCache {
+    /// The session of `token` while its entry lasts.
+    pub fn get(&mut self, token: &str, now: UnixMillis) -> Option<Session> {
+        self.0.get_mut(&key(token), now).cloned()
+    }
+
+    /// Remembers a token verified now, whose `exp` is `exp`. Only successes are remembered.
+    pub fn remember(&mut self, token: &str, session: Session, exp: UnixMillis, now: UnixMillis) {
+        self.0
+            .insert(key(token), session, exp.min(now + CACHE_MS), now);
+    }
+
     /// The session of `token`: from the cache while its entry lasts, otherwise verified by
     /// `verifier` and remembered if valid. Failures are never cached.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn verify(
         &mut self,
-        verifier: &JwtVerifier,
+        verifier: &super::jwt::JwtVerifier,
         token: &str,
         now: UnixMillis,
     ) -> Result<Session, JwtError> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if let Some(session) = self.0.get_mut(&key, now) {
-            return Ok(session.clone());
+        if let Some(session) = self.get(token, now) {
+            return Ok(session);
         }
         let (session, exp) = verifier.verify_until(token, now)?;
-        self.0
-            .insert(key, session.clone(), exp.min(now + CACHE_MS), now);
+        self.remember(token, session.clone(), exp, now);
         Ok(session)
     }
 
@@ -57,6 +73,7 @@ impl SessionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::auth::jwt::{JwtError, JwtVerifier};
     use hmac_token::*;
 
     /// HS256 tokens for a 32-byte test secret, made with jwt-compact.
