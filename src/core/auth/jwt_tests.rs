@@ -489,19 +489,23 @@ fn an_asymmetric_token_hands_its_signed_bytes_and_signature_to_the_caller() {
     ));
 }
 
+fn jwks_only(jwks: &Value) -> JwtVerifier {
+    JwtVerifier::new(JwtSettings {
+        secret: None,
+        jwks: Some(&jwks.to_string()),
+        issuer: None,
+        audience: None,
+    })
+    .unwrap()
+}
+
 #[test]
 fn webcrypto_is_given_only_a_keys_public_members() {
     let mut jwks: Value = serde_json::from_str(&keys().jwks).unwrap();
     jwks["keys"][0]["use"] = json!("sig");
     jwks["keys"][0]["key_ops"] = json!(["verify"]);
     jwks["keys"][0]["d"] = json!(b64(&[9u8; 32]));
-    let v = JwtVerifier::new(JwtSettings {
-        secret: None,
-        jwks: Some(&jwks.to_string()),
-        issuer: None,
-        audience: None,
-    })
-    .unwrap();
+    let v = jwks_only(&jwks);
     let token = signed("ES256", "ec-1", &good_claims());
     let Step::Signature(pending) = v.begin(&token, NOW) else {
         panic!("no signature step");
@@ -519,13 +523,7 @@ fn a_key_off_its_curve_passes_the_shape_check_and_verifies_nothing() {
         "kty": "EC", "crv": "P-256", "kid": "off",
         "x": b64(&[1u8; 32]), "y": b64(&[2u8; 32]),
     }]});
-    let v = JwtVerifier::new(JwtSettings {
-        secret: None,
-        jwks: Some(&jwks.to_string()),
-        issuer: None,
-        audience: None,
-    })
-    .unwrap();
+    let v = jwks_only(&jwks);
     let token = signed("ES256", "ec-1", &good_claims()).replacen(
         &b64(json!({"alg": "ES256", "kid": "ec-1"})
             .to_string()
