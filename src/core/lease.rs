@@ -79,6 +79,8 @@ pub struct Lease {
     /// What the object said at the last grant: budget left, and when its window resets.
     remaining: u32,
     reset_at: UnixMillis,
+    /// The object's last answer was a grant ([`Lease::vouches`]).
+    vouched: bool,
 }
 
 /// What a request does next.
@@ -145,6 +147,7 @@ impl Lease {
         if renewal {
             self.renewing = false;
         }
+        self.vouched = matches!(grant.decision, Decision::Allowed { .. });
         match grant.decision {
             Decision::Allowed {
                 remaining,
@@ -183,6 +186,7 @@ impl Lease {
         grant: Grant,
     ) {
         self.renewing = false;
+        self.vouched = matches!(grant.decision, Decision::Allowed { .. });
         if let Decision::Allowed {
             remaining,
             reset_ms,
@@ -254,6 +258,14 @@ impl Lease {
             _ => std::mem::take(&mut self.ended),
         };
         (step, returned)
+    }
+
+    /// Whether the object's last answer to this isolate granted tokens, so the next ask is
+    /// likely granted too: a read may then run beside its renewal instead of after it. No
+    /// answer yet, or a refusal, and it is `false` until a grant: a principal the object is
+    /// refusing waits for each answer before its request reads anything.
+    pub fn vouches(&self) -> bool {
+        self.vouched
     }
 
     /// The object could not be reached.
@@ -654,6 +666,32 @@ mod tests {
         assert!(lease.unspent() <= max_lease(&p));
         // Idle again: back to one.
         assert_eq!(ask(&mut lease, 40_000), 1);
+    }
+
+    #[test]
+    fn a_lease_vouches_after_a_grant_until_the_object_refuses() {
+        let p = policy(3, 60_000);
+        let mut object = WindowState::default();
+        let mut lease = Lease::default();
+        let mut ask = |lease: &mut Lease, now| match lease.step(&p, now) {
+            Step::Ask { want, renewal } => {
+                let grant = object.take(&p, now, want, lease_ms(&p));
+                lease.answer(&p, now, now, renewal, grant)
+            }
+            step => panic!("a limit of 3 is never leased: {step:?}"),
+        };
+        assert!(!lease.vouches(), "no answer yet");
+        for now in [0, 1, 2] {
+            assert!(matches!(ask(&mut lease, now), Decision::Allowed { .. }));
+            assert!(lease.vouches());
+        }
+        assert!(matches!(ask(&mut lease, 3), Decision::Limited { .. }));
+        assert!(
+            !lease.vouches(),
+            "refused: the next request waits for its answer"
+        );
+        assert!(matches!(ask(&mut lease, 60_001), Decision::Allowed { .. }));
+        assert!(lease.vouches());
     }
 
     #[test]

@@ -2,9 +2,9 @@
 
 use std::{cell::OnceCell, rc::Rc};
 
-use futures_util::StreamExt;
+use futures_util::{future::join, StreamExt};
 use serde::de::DeserializeOwned;
-use worker::{console_log, Context, Date, Env, Method, Request, Response};
+use worker::{console_log, Context, Date, Env, Request, Response};
 
 use super::{
     auth::{self, Presented},
@@ -215,43 +215,101 @@ async fn dispatch(
         .as_ref()
         .and_then(|p| p.principal_key(team_header.as_deref()));
     let ip_key = client_ip_key(header("CF-Connecting-IP").as_deref());
-    let mut admission = gate::admit(
-        env,
-        &config,
-        gate::Request {
-            ip_key: ip_key.clone(),
-            caller,
-            principal_key: principal_key.clone(),
-            key_hash: key_hash.clone(),
-            is_write: !matches!(req.method(), Method::Get | Method::Head),
-            anonymous_d1: matches!(&matched, Some(m) if m.route == Route::Healthz),
-            fail_limiter: header("X-Test-Fail-Limiter").is_some(),
-            now,
-            log,
-        },
-    )
-    .await?;
+    let raw_method = req.inner().method();
+    let is_read = matches!(raw_method.as_str(), "GET" | "HEAD");
+    let fail_d1 = config.test_hooks && header("X-Test-Fail-D1").is_some();
+    // The limiters' log fields, written by the gate and merged below: the gate may run while
+    // the handler holds the request's log.
+    let mut gate_log = RequestLog::default();
+    let gate_request = gate::Request {
+        ip_key: ip_key.clone(),
+        caller,
+        principal_key: principal_key.clone(),
+        key_hash: key_hash.clone(),
+        is_write: !is_read,
+        anonymous_d1: matches!(&matched, Some(m) if m.route == Route::Healthz),
+        fail_limiter: header("X-Test-Fail-Limiter").is_some(),
+        now,
+        log: &mut gate_log,
+    };
+    // An API read by a principal its limiter has lately granted: the gate's lease renewal,
+    // if it needs one, runs beside the handler's D1 batch (`gate::may_overlap`). The proxy
+    // never overlaps: its upstream call must not be made for a request the limit refuses.
+    let overlap = is_read && matched.is_some() && gate::may_overlap(&gate_request);
+    let admitting = gate::admit(env, &config, gate_request);
 
-    let repo =
-        Repo::new(env)?.failing_writes(config.test_hooks && header("X-Test-Fail-D1").is_some());
     let mut ctx = Ctx {
         req,
         env,
         context,
-        config,
-        repo,
+        config: config.clone(),
+        repo: Repo::new(env)?.failing_writes(fail_d1),
         now,
         log,
         presented,
         principal_key,
         authenticated: false,
     };
+    let ctx = &mut ctx;
+    let (admission, result) = if overlap {
+        let (admission, result) = join(admitting, route(ctx, matched.as_ref(), mount)).await;
+        (admission, Some(result))
+    } else {
+        (admitting.await, None)
+    };
+    ctx.log.do_calls += gate_log.do_calls;
+    if gate_log.limiter.is_some() {
+        ctx.log.limiter = gate_log.limiter;
+        ctx.log.error = gate_log.error;
+    }
+    let mut admission = match admission {
+        Ok(admission) => admission,
+        Err(refused) => {
+            ctx.log.d1_calls = ctx.repo.calls();
+            return Err(refused);
+        }
+    };
     if let Some(refill) = admission.background.take() {
         ctx.context.wait_until(refill);
     }
-    let ctx = &mut ctx;
+    let mut result = match result {
+        Some(result) => result,
+        None => route(ctx, matched.as_ref(), mount).await,
+    };
+    // A key D1 refused is a failed authentication, counted for its address; a key that
+    // authenticated is reported to its address's object, after the response.
+    if let Some(hash) = key_hash {
+        if ctx.authenticated {
+            if gate::should_report_success(&ip_key, &hash, ctx.now) {
+                ctx.context
+                    .wait_until(gate::report_success(env.clone(), ip_key, hash));
+            }
+        } else if matches!(&result, Err(e) if e.kind == ErrorKind::Unauthorized) {
+            if let Some(over) = gate::charge_failed_key(env, &ctx.config, &ip_key, ctx.now).await {
+                result = Err(over);
+            }
+        }
+    }
+    ctx.log.d1_calls = ctx.repo.calls();
+    // Every response that passed the limiters says where the caller stands, errors too.
+    let response = result.unwrap_or_else(|e| {
+        if e.kind.status() >= 500 {
+            ctx.log.error = e.internal_detail.clone();
+        }
+        http::error(&e)
+    });
+    admission.decorate(&response);
+    Ok(response)
+}
+
+/// The handler of a matched route, or the proxy.
+async fn route(
+    ctx: &mut Ctx<'_>,
+    matched: Option<&routes::Matched<'_>>,
+    mount: Option<proxy_rules::Mount>,
+) -> Result<Response, ApiError> {
     use handlers::*;
-    let mut result = match (&matched, mount) {
+    match (matched, mount) {
         (None, Some(mount)) => proxy::handle(ctx, mount).await,
         (None, None) => Err(ApiError::not_found("No such endpoint")),
         (Some(matched), _) => match matched.route {
@@ -279,29 +337,5 @@ async fn dispatch(
             Route::ListAgents => agents::list(ctx).await,
             Route::RouteTask => agents::route(ctx).await,
         },
-    };
-    // A key D1 refused is a failed authentication, counted for its address; a key that
-    // authenticated is reported to its address's object, after the response.
-    if let Some(hash) = key_hash {
-        if ctx.authenticated {
-            if gate::should_report_success(&ip_key, &hash, ctx.now) {
-                ctx.context
-                    .wait_until(gate::report_success(env.clone(), ip_key, hash));
-            }
-        } else if matches!(&result, Err(e) if e.kind == ErrorKind::Unauthorized) {
-            if let Some(over) = gate::charge_failed_key(env, &ctx.config, &ip_key, ctx.now).await {
-                result = Err(over);
-            }
-        }
     }
-    ctx.log.d1_calls = ctx.repo.calls();
-    // Every response that passed the limiters says where the caller stands, errors too.
-    let response = result.unwrap_or_else(|e| {
-        if e.kind.status() >= 500 {
-            ctx.log.error = e.internal_detail.clone();
-        }
-        http::error(&e)
-    });
-    admission.decorate(&response);
-    Ok(response)
 }

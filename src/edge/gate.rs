@@ -282,6 +282,28 @@ pub async fn admit(env: &Env, config: &Config, req: Request<'_>) -> Result<Admis
     })
 }
 
+/// Whether a read may run beside [`admit`] instead of after it: the caller meets its
+/// principal's limiter only (no address limiter, no cooldown check), and this isolate's
+/// last answer from that limiter was a grant ([`Lease::vouches`]). Then a lease renewal,
+/// when one is needed, runs at the same time as the read's D1 batch; if it refuses after
+/// all, the read's answer is dropped for the 429. A principal the object has refused, or
+/// one this isolate has never asked about, waits for the answer before any read, so a
+/// throttled key cannot make every refused request cost a D1 read.
+pub fn may_overlap(req: &Request<'_>) -> bool {
+    if req.fail_limiter || req.caller.charged_to_ip() {
+        return false;
+    }
+    if req.caller == Caller::Key
+        && MEMORY.with(|m| m.borrow().cooldown(&req.ip_key, req.now).is_some())
+    {
+        return false;
+    }
+    let Some(key) = req.principal_key.as_deref() else {
+        return false;
+    };
+    LEASES.with(|leases| leases.borrow().get(key).is_some_and(Lease::vouches))
+}
+
 fn note_cooldown(ip_key: &str, until: UnixMillis) {
     MEMORY.with(|m| m.borrow_mut().note_cooldown(ip_key, until));
 }

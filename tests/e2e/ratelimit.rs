@@ -576,3 +576,37 @@ fn a_busy_key_spends_leased_tokens_with_one_d1_round_trip_each() {
         "{object_calls} limiter calls for 60 requests"
     );
 }
+
+/// Issue 16: a read by a key whose limiter has been granting it sends its limiter call and
+/// its D1 batch at the same time, so a read the limiter then refuses has already read D1.
+/// Once refused, the key's next request waits for the limiter's answer and reads nothing:
+/// a throttled key cannot make every refused request cost a D1 read. (A limit of 3 is
+/// never leased, so every request here asks the limiter.)
+#[test]
+fn a_granted_keys_read_overlaps_its_limiter_call_and_a_refused_one_reads_nothing() {
+    let w = contract_limits("3");
+    let _log = w.on_failure();
+    let team = Team::new(&w);
+    let key = team.key(&w, json!({"name": "integration", "kind": "secret"}));
+    let seen: Vec<(u16, u64, u64)> = (0..5)
+        .map(|_| {
+            let r = Call::get(&w, CREDENTIAL_PATH)
+                .header("CF-Connecting-IP", "203.0.113.61")
+                .bearer(&key)
+                .send();
+            let line = w.log_line_of(&r);
+            let count = |field: &str| line[field].as_u64().unwrap();
+            (r.status, count("do_calls"), count("d1_calls"))
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (404, 1, 1), // no answer yet in this isolate: the limiter first, then D1
+            (404, 1, 1), // granted before: both at once
+            (404, 1, 1),
+            (429, 1, 1), // both at once, and the limiter refused: the read is dropped
+            (429, 1, 0), // refused before: the limiter first, and no read
+        ]
+    );
+}
