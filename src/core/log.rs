@@ -25,6 +25,9 @@ pub struct RequestLog {
     /// the key, the upstream `Authorization` or the query string.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyLog>,
+    /// The isolate's wasm memory when the request ended, in MiB. It never shrinks, so a
+    /// body the worker had ever held whole would show here for the isolate's life.
+    pub wasm_memory_mib: u32,
     /// Why a request failed on our side (5xx); written by our code, never a request value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

@@ -130,6 +130,7 @@ pub async fn handle(req: Request, env: Env, context: Context) -> Response {
     let _ = response.headers().set("X-Request-ID", &request_id);
     log.status = response.status_code();
     log.duration_ms = now() - started;
+    log.wasm_memory_mib = (::core::arch::wasm32::memory_size::<0>() >> 4) as u32; // 64 KiB pages
     console_log!("{}", log.to_json_line());
     response
 }
