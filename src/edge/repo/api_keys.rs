@@ -41,10 +41,11 @@ impl Repo {
 
     /// The team's members and its usable keys, to name the cap a refused change hit.
     pub async fn team_size(&self, team_id: &str, now: UnixMillis) -> Result<(u32, u32)> {
-        #[derive(Deserialize)]
-        struct Row {
-            members: f64,
-            keys: f64,
+        d1_row! {
+            struct Row {
+                members: f64,
+                keys: f64,
+            }
         }
         let row: Option<Row> = self
             .first(
@@ -85,10 +86,11 @@ impl Repo {
         now: UnixMillis,
         page: Option<(Option<&str>, usize)>,
     ) -> Result<Vec<DeviceKey>> {
-        #[derive(Deserialize)]
-        struct Row {
-            id: String,
-            name: String,
+        d1_row! {
+            struct Row {
+                id: String,
+                name: String,
+            }
         }
         let rows: Vec<Row> = self
             .all(

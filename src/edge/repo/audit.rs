@@ -43,17 +43,18 @@ impl Repo {
     }
 
     pub async fn audit_events(&self, team_id: &str, page: &PageRequest) -> Result<Vec<AuditEvent>> {
-        #[derive(Deserialize)]
-        struct Row {
-            id: String,
-            team_id: String,
-            actor_kind: String,
-            actor_id: String,
-            action: String,
-            provider: Option<String>,
-            subject: Option<String>,
-            created_at: f64,
-            request_id: String,
+        d1_row! {
+            struct Row {
+                id: String,
+                team_id: String,
+                actor_kind: String,
+                actor_id: String,
+                action: String,
+                provider: Option<String>,
+                subject: Option<String>,
+                created_at: f64,
+                request_id: String,
+            }
         }
         let rows: Vec<Row> = self
             .all(

@@ -1,13 +1,12 @@
 //! Credentials: the team's sealed provider keys, their audit events, verification, proxy
 //! use, and re-encryption after a key rotation.
 
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
 
 use super::{
-    corrupt, first_row, millis, num, opt_num, opt_text, text, ApiKeyRow, MemberRow, Repo, Result,
-    API_KEY_COLUMNS,
+    corrupt, d1_row, first_row, millis, num, opt_num, opt_text, text, ApiKeyRow, FromRow,
+    MemberRow, Repo, Result, API_KEY_COLUMNS,
 };
 use crate::core::{
     access::Actor,
@@ -82,9 +81,10 @@ impl Repo {
     /// Whether the guard still holds: after a guarded write changed nothing, this tells a
     /// refused writer (401 or 403) from a moved row (412 or a retry).
     pub async fn guard_holds(&self, guard: &WriteGuard<'_>) -> Result<bool> {
-        #[derive(Deserialize)]
-        struct Row {
-            ok: f64,
+        d1_row! {
+            struct Row {
+                ok: f64,
+            }
         }
         let row: Option<Row> = self
             .first(
@@ -150,7 +150,7 @@ impl Repo {
     }
 
     /// Runs the caller's read and the credential's read as one D1 batch: one round trip.
-    async fn caller_and_credential<Row: for<'de> Deserialize<'de>, Caller>(
+    async fn caller_and_credential<Row: FromRow, Caller>(
         &self,
         caller: D1PreparedStatement,
         credential: D1PreparedStatement,
@@ -478,21 +478,21 @@ pub struct SealedCredential {
     pub ciphertext: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct CredentialRow {
-    provider: String,
-    status: String,
-    cloud_fallback: f64,
-    created_at: f64,
-    updated_at: f64,
-    key_preview: String,
-    version: f64,
-    verification_state: String,
-    verification_checked_at: Option<f64>,
-    verification_reason: Option<String>,
-    last_used_at: Option<f64>,
-    #[serde(default)]
-    ciphertext: Option<String>,
+d1_row! {
+    struct CredentialRow {
+        provider: String,
+        status: String,
+        cloud_fallback: f64,
+        created_at: f64,
+        updated_at: f64,
+        key_preview: String,
+        version: f64,
+        verification_state: String,
+        verification_checked_at: Option<f64>,
+        verification_reason: Option<String>,
+        last_used_at: Option<f64>,
+        ciphertext: Option<String>,
+    }
 }
 
 impl CredentialRow {

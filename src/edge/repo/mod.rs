@@ -9,14 +9,16 @@ mod api_keys;
 mod audit;
 mod credentials;
 mod rotation;
+mod row;
 mod teams;
 pub use crate::core::config::Caps;
 pub use credentials::{PutEvents, SealedCredential, WriteGuard};
 pub use rotation::Resealed;
 
-use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env};
+
+use row::{changed, d1_row, first_row, FromRow};
 
 use crate::core::{
     access::Role,
@@ -101,9 +103,9 @@ impl Repo {
     }
 
     /// Runs statements as one batch (one transaction): one round trip.
-    async fn batch(&self, statements: Vec<D1PreparedStatement>) -> Result<Vec<worker::D1Result>> {
+    async fn batch(&self, statements: Vec<D1PreparedStatement>) -> Result<Vec<JsValue>> {
         self.counted();
-        Ok(self.db.batch(statements).await?)
+        row::batch(&self.db, statements).await
     }
 
     async fn run(&self, statement: D1PreparedStatement) -> Result<()> {
@@ -112,30 +114,23 @@ impl Repo {
         Ok(())
     }
 
-    async fn first<T: for<'de> Deserialize<'de>>(
-        &self,
-        sql: &str,
-        args: &[JsValue],
-    ) -> Result<Option<T>> {
+    async fn first<T: FromRow>(&self, sql: &str, args: &[JsValue]) -> Result<Option<T>> {
         self.counted();
-        Ok(self.stmt(sql, args)?.first::<T>(None).await?)
+        row::first(&self.stmt(sql, args)?).await
     }
 
-    async fn all<T: for<'de> Deserialize<'de>>(
-        &self,
-        sql: &str,
-        args: &[JsValue],
-    ) -> Result<Vec<T>> {
+    async fn all<T: FromRow>(&self, sql: &str, args: &[JsValue]) -> Result<Vec<T>> {
         self.counted();
-        Ok(self.stmt(sql, args)?.all().await?.results::<T>()?)
+        row::all(&self.stmt(sql, args)?).await
     }
 
     /// A real read of the schema, so a missing or broken database is seen, not just a socket.
     pub async fn ping(&self) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Row {
-            #[allow(dead_code)]
-            version: f64,
+        d1_row! {
+            struct Row {
+                #[allow(dead_code)]
+                version: f64,
+            }
         }
         self.first::<Row>("SELECT version FROM schema_version LIMIT 1", &[])
             .await?
@@ -144,32 +139,12 @@ impl Repo {
     }
 }
 
-/// The first row of the `index`th result of a batch.
-fn first_row<T: for<'de> Deserialize<'de>>(
-    results: &[worker::D1Result],
-    index: usize,
-) -> Result<Option<T>> {
-    match results.get(index) {
-        Some(result) => Ok(result.results::<T>()?.into_iter().next()),
-        None => Ok(None),
+d1_row! {
+    struct MemberRow {
+        user_id: String,
+        role: String,
+        added_at: f64,
     }
-}
-
-/// Whether the `index`th statement of a batch changed any row.
-fn changed(results: &[worker::D1Result], index: usize) -> bool {
-    results
-        .get(index)
-        .and_then(|r| r.meta().ok().flatten())
-        .and_then(|m| m.changes)
-        .unwrap_or(0)
-        > 0
-}
-
-#[derive(Deserialize)]
-struct MemberRow {
-    user_id: String,
-    role: String,
-    added_at: f64,
 }
 
 impl MemberRow {
@@ -185,18 +160,19 @@ impl MemberRow {
 const API_KEY_COLUMNS: &str =
     "id, team_id, name, kind, key_preview, scopes, created_at, expires_at, last_used_at, revoked_at";
 
-#[derive(Deserialize)]
-struct ApiKeyRow {
-    id: String,
-    team_id: String,
-    name: String,
-    kind: String,
-    key_preview: String,
-    scopes: String,
-    created_at: f64,
-    expires_at: Option<f64>,
-    last_used_at: Option<f64>,
-    revoked_at: Option<f64>,
+d1_row! {
+    struct ApiKeyRow {
+        id: String,
+        team_id: String,
+        name: String,
+        kind: String,
+        key_preview: String,
+        scopes: String,
+        created_at: f64,
+        expires_at: Option<f64>,
+        last_used_at: Option<f64>,
+        revoked_at: Option<f64>,
+    }
 }
 
 impl ApiKeyRow {

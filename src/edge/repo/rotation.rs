@@ -104,14 +104,7 @@ impl Repo {
         }
         let results = self.batch(statements).await?;
         Ok((0..batch.len())
-            .map(|i| {
-                results
-                    .get(2 * i + 1)
-                    .and_then(|r| r.meta().ok().flatten())
-                    .and_then(|m| m.changes)
-                    .unwrap_or(0)
-                    > 0
-            })
+            .map(|i| changed(&results, 2 * i + 1))
             .collect())
     }
 }
@@ -124,18 +117,22 @@ pub struct Resealed<'a> {
     pub audit: AuditEvent,
 }
 
-/// A credential row's key, the rotation cursor's unit.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RowKey {
-    pub team_id: String,
-    pub provider: String,
+d1_row! {
+    /// A credential row's key, the rotation cursor's unit.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct RowKey {
+        pub team_id: String,
+        pub provider: String,
+    }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct SealedRow {
-    pub team_id: String,
-    pub provider: String,
-    pub ciphertext: String,
+d1_row! {
+    #[derive(Debug)]
+    pub struct SealedRow {
+        pub team_id: String,
+        pub provider: String,
+        pub ciphertext: String,
+    }
 }
 
 impl SealedRow {

@@ -47,12 +47,13 @@ impl Repo {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<TeamRecord>> {
-        #[derive(Deserialize)]
-        struct Row {
-            id: String,
-            name: String,
-            role: String,
-            created_at: f64,
+        d1_row! {
+            struct Row {
+                id: String,
+                name: String,
+                role: String,
+                created_at: f64,
+            }
         }
         let rows: Vec<Row> = self
             .all(
@@ -108,9 +109,10 @@ impl Repo {
     }
 
     pub async fn owner_count(&self, team_id: &str) -> Result<usize> {
-        #[derive(Deserialize)]
-        struct Row {
-            n: f64,
+        d1_row! {
+            struct Row {
+                n: f64,
+            }
         }
         let row: Option<Row> = self
             .first(
@@ -187,9 +189,10 @@ impl Repo {
 
     /// How many teams the user belongs to.
     pub async fn team_count(&self, user_id: &str) -> Result<u32> {
-        #[derive(Deserialize)]
-        struct Row {
-            n: f64,
+        d1_row! {
+            struct Row {
+                n: f64,
+            }
         }
         let row: Option<Row> = self
             .first(
@@ -246,10 +249,11 @@ impl Repo {
 
     /// Whether the team existed and was deleted.
     pub async fn team_deleted(&self, team_id: &str) -> Result<bool> {
-        #[derive(Deserialize)]
-        struct Row {
-            #[allow(dead_code)]
-            id: String,
+        d1_row! {
+            struct Row {
+                #[allow(dead_code)]
+                id: String,
+            }
         }
         let row: Option<Row> = self
             .first(
@@ -341,13 +345,14 @@ impl Repo {
     }
 }
 
-#[derive(Deserialize)]
-struct TeamRow {
-    id: String,
-    name: String,
-    role: String,
-    created_at: f64,
-    version: f64,
+d1_row! {
+    struct TeamRow {
+        id: String,
+        name: String,
+        role: String,
+        created_at: f64,
+        version: f64,
+    }
 }
 
 impl TeamRow {
