@@ -50,14 +50,14 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "Request body is of the wrong type: it must be a JSON object",
         ));
     }
-    serde_json::from_str(text).map_err(|e| ApiError::invalid_request(describe(&e)))
+    serde_json::from_slice(text.as_bytes()).map_err(|e| ApiError::invalid_request(describe(&e)))
 }
 
 /// serde keeps the last of two equal keys; a body that says two things is refused instead.
 /// The keys as written are counted against the keys serde kept.
 fn reject_duplicate_keys(text: &str) -> Result<serde_json::Value, ApiError> {
-    let parsed: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| ApiError::invalid_request(describe(&e)))?;
+    let parsed: serde_json::Value = serde_json::from_slice(text.as_bytes())
+        .map_err(|e| ApiError::invalid_request(describe(&e)))?;
     if count_keys(text) != count_parsed_keys(&parsed) {
         return Err(ApiError::invalid_request("Request body repeats a field"));
     }

@@ -55,7 +55,7 @@ fn valid_key_id(id: &str) -> bool {
 impl KeyRing {
     pub fn from_config(text: &str) -> Result<KeyRing, ConfigError> {
         let bad = |problem| ConfigError::invalid("CREDENTIAL_KEYS", problem);
-        let config: KeyRingConfig = serde_json::from_str(text).map_err(|_| {
+        let config: KeyRingConfig = serde_json::from_slice(text.as_bytes()).map_err(|_| {
             bad("must be JSON: {\"active\": \"<id>\", \"keys\": {\"<id>\": \"<base64>\"}}")
         })?;
         let mut keys = BTreeMap::new();

@@ -14,11 +14,9 @@ use std::cell::{Cell, RefCell};
 
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
-use worker::{
-    durable_object, Date, DurableObject, Env, Headers, Method, Request, RequestInit, Response,
-    Result, State,
-};
+use worker::{durable_object, Date, DurableObject, Env, Request, Response, Result, State};
 
+use super::outbound;
 use crate::core::{
     ipgate::KnownKeys,
     ratelimit::{Decision, Grant, Policy, WindowState},
@@ -103,7 +101,7 @@ pub async fn take(env: &Env, key: &str, policy: &Policy, ask: Ask) -> Result<Gra
         returned: ask.returned,
         fail: ask.fail,
     };
-    send(env, key, &message).await?.json().await
+    outbound::json_answer(send(env, key, &message).await?).await
 }
 
 /// Tells an address's object that a key authenticated from it.
@@ -114,7 +112,7 @@ pub async fn record_success(env: &Env, ip_key: &str, hash: &str) -> Result<()> {
 
 /// Whether a key authenticated from this address in the last ten minutes.
 pub async fn knows(env: &Env, ip_key: &str, hash: &str, fail: bool) -> Result<bool> {
-    send(
+    let response = send(
         env,
         ip_key,
         &Message::Knows {
@@ -122,22 +120,15 @@ pub async fn knows(env: &Env, ip_key: &str, hash: &str, fail: bool) -> Result<bo
             fail,
         },
     )
-    .await?
-    .json()
-    .await
+    .await?;
+    outbound::json_answer(response).await
 }
 
 async fn send(env: &Env, key: &str, message: &Message) -> Result<Response> {
     let stub = env.durable_object("RATE_LIMITER")?.get_by_name(key)?;
     let body = serde_json::to_string(message)?;
-    let headers = Headers::new();
-    headers.set("Content-Type", "application/json")?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(JsValue::from_str(&body)));
     let response = stub
-        .fetch_with_request(Request::new_with_init("https://limiter/", &init)?)
+        .fetch_with_request(outbound::json_post("https://limiter/", &body)?)
         .await?;
     if response.status_code() != 200 {
         return Err(worker::Error::RustError(format!(
@@ -183,7 +174,7 @@ impl DurableObject for RateLimiter {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let message: Message = req.json().await?;
+        let message: Message = serde_json::from_slice(&req.bytes().await?)?;
         let fail = matches!(
             message,
             Message::Take { fail: true, .. } | Message::Knows { fail: true, .. }
@@ -273,9 +264,13 @@ impl RateLimiter {
         if self.stored.borrow().is_some() {
             return Ok(());
         }
-        let text = self.state.storage().get::<String>(STATE_KEY).await?;
-        let loaded = text
-            .and_then(|t| serde_json::from_str::<Stored>(&t).ok())
+        // get_multiple answers the stored value as it is (get::<T> would read it through
+        // serde_wasm_bindgen).
+        let stored = self.state.storage().get_multiple(vec![STATE_KEY]).await?;
+        let loaded = stored
+            .get(&JsValue::from_str(STATE_KEY))
+            .as_string()
+            .and_then(|t| serde_json::from_slice::<Stored>(t.as_bytes()).ok())
             .unwrap_or_default();
         let mut slot = self.stored.borrow_mut();
         if slot.is_none() {

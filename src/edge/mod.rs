@@ -7,6 +7,7 @@ mod gate;
 mod handlers;
 mod http;
 mod limiter;
+mod outbound;
 mod presence;
 mod provider;
 mod proxy;

@@ -11,12 +11,9 @@ use std::{cell::RefCell, collections::BTreeMap};
 
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
-use worker::{
-    durable_object, DurableObject, Env, Headers, ListOptions, Method, Request, RequestInit,
-    Response, Result, State,
-};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
-use super::limiter::test_hooks_enabled;
+use super::{limiter::test_hooks_enabled, outbound};
 use crate::core::{presence::Seen, time::UnixMillis};
 
 const PREFIX: &str = "a:";
@@ -40,14 +37,9 @@ enum Message {
 
 async fn call(env: &Env, team_id: &str, message: &Message) -> Result<Response> {
     let stub = env.durable_object("AGENT_PRESENCE")?.get_by_name(team_id)?;
-    let headers = Headers::new();
-    headers.set("Content-Type", "application/json")?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(JsValue::from_str(&serde_json::to_string(message)?)));
+    let body = serde_json::to_string(message)?;
     let response = stub
-        .fetch_with_request(Request::new_with_init("https://presence/", &init)?)
+        .fetch_with_request(outbound::json_post("https://presence/", &body)?)
         .await?;
     if response.status_code() != 200 {
         return Err(worker::Error::RustError(format!(
@@ -66,10 +58,7 @@ pub async fn beat(env: &Env, team_id: &str, seen: Seen, fail: bool) -> Result<()
 
 /// Every agent's last heartbeat in the team: one round trip.
 pub async fn read(env: &Env, team_id: &str, now: UnixMillis, fail: bool) -> Result<Vec<Seen>> {
-    call(env, team_id, &Message::Read { now, fail })
-        .await?
-        .json()
-        .await
+    outbound::json_answer(call(env, team_id, &Message::Read { now, fail }).await?).await
 }
 
 #[durable_object]
@@ -85,16 +74,16 @@ impl AgentPresence {
         if self.seen.borrow().is_some() {
             return Ok(());
         }
-        let listed = self
-            .state
-            .storage()
-            .list_with_options(ListOptions::new().prefix(PREFIX))
-            .await?;
+        // The object stores nothing but entries, and the whole list is what it loads; a
+        // prefix in ListOptions would go through serde_wasm_bindgen.
+        let listed = self.state.storage().list().await?;
         let mut loaded = BTreeMap::new();
-        listed.for_each(&mut |value, _key| {
+        listed.for_each(&mut |value, key| {
+            let entry = key.as_string().is_some_and(|k| k.starts_with(PREFIX));
             if let Some(seen) = value
                 .as_string()
-                .and_then(|text| serde_json::from_str::<Seen>(&text).ok())
+                .filter(|_| entry)
+                .and_then(|text| serde_json::from_slice::<Seen>(text.as_bytes()).ok())
             {
                 loaded.insert(seen.agent_id.clone(), seen);
             }
@@ -117,7 +106,7 @@ impl DurableObject for AgentPresence {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let message: Message = req.json().await?;
+        let message: Message = serde_json::from_slice(&req.bytes().await?)?;
         let fail = match &message {
             Message::Beat { fail, .. } | Message::Read { fail, .. } => *fail,
         };
@@ -141,7 +130,10 @@ impl DurableObject for AgentPresence {
                     }
                     map.insert(seen.agent_id.clone(), seen);
                 }
-                self.state.storage().put(&key, text).await?;
+                self.state
+                    .storage()
+                    .put_raw(&key, JsValue::from_str(&text))
+                    .await?;
                 Response::from_json(&())
             }
             Message::Read { now, .. } => {

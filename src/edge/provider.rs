@@ -6,11 +6,10 @@
 use std::{cell::Cell, time::Duration};
 
 use futures_util::future::{select, Either};
-use worker::{
-    AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
-    Response, ResponseBody,
-};
+use wasm_bindgen::JsValue;
+use worker::{AbortController, Date, Delay, Fetch, Headers, Response, ResponseBody};
 
+use super::outbound::{self, Redirect};
 use crate::core::{
     credentials::header_safe,
     verify::{ProviderAnswer, ACCOUNT_PATH},
@@ -33,17 +32,17 @@ pub struct Upload {
     pub finished_at: Cell<Option<f64>>,
 }
 
-/// Sends `init` to `url` with redirects returned, not followed. The provider has
-/// `timeout_ms` to send response headers, counted from the end of `upload` when there is
-/// one: a slow 100 MB upload is not a slow provider.
+/// Sends `method` to `url` with `headers` and `body`, redirects returned, not followed.
+/// The provider has `timeout_ms` to send response headers, counted from the end of `upload`
+/// when there is one: a slow 100 MB upload is not a slow provider.
 pub async fn send(
-    url: &str,
-    init: &mut RequestInit,
+    (method, url): (&str, &str),
+    headers: &Headers,
+    body: Option<&JsValue>,
     timeout_ms: u32,
     upload: Option<&Upload>,
 ) -> Sent {
-    init.with_redirect(RequestRedirect::Manual);
-    let request = match Request::new_with_init(url, init) {
+    let request = match outbound::request(method, url, headers, body, Redirect::Manual) {
         Ok(request) => request,
         Err(e) => return Sent::NetworkError(format!("build upstream request: {e}")),
     };
@@ -90,16 +89,8 @@ pub async fn check_key(origin: &str, api_key: &str, timeout_ms: u32) -> Provider
     {
         return ProviderAnswer::Status(401);
     }
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
-    match send(
-        &format!("{origin}{ACCOUNT_PATH}"),
-        &mut init,
-        timeout_ms,
-        None,
-    )
-    .await
-    {
+    let url = format!("{origin}{ACCOUNT_PATH}");
+    match send(("GET", &url), &headers, None, timeout_ms, None).await {
         Sent::Response(response) => {
             if let ResponseBody::Stream(body) = response.body() {
                 let _ = body.cancel();

@@ -17,7 +17,7 @@ use js_sys::Uint8Array;
 use wasm_bindgen::JsValue;
 use worker::{
     worker_sys::FixedLengthStream as FixedLengthStreamSys, Date, FixedLengthStream, Headers,
-    Method, RequestInit, Response, ResponseBody, ResponseBuilder,
+    Response, ResponseBody, ResponseBuilder,
 };
 
 use super::{
@@ -82,13 +82,13 @@ pub async fn handle(ctx: &mut Ctx<'_>, mount: Mount) -> Result<Response, ApiErro
             let _ = headers.set(&name, &value);
         }
     }
-    let mut init = RequestInit::new();
-    init.with_method(Method::from(method.clone()));
     let upload = Rc::new(Upload::default());
     let has_body = !matches!(method.as_str(), "GET" | "HEAD") && ctx.req.inner().body().is_some();
-    if has_body {
-        init.with_body(Some(counting_body(ctx, &upload, declared)?));
-    }
+    let body = if has_body {
+        Some(counting_body(ctx, &upload, declared)?)
+    } else {
+        None
+    };
     {
         // Our key, set last, over anything of the same name; it lives only in this scope.
         let key = open_key(ctx, &team_id, provider, &credential)?;
@@ -96,11 +96,11 @@ pub async fn handle(ctx: &mut Ctx<'_>, mount: Mount) -> Result<Response, ApiErro
             .set("Authorization", &format!("Bearer {key}"))
             .map_err(|_| ApiError::internal("the stored key is not a valid header value"))?;
     }
-    init.with_headers(headers);
 
     let sent = provider::send(
-        &target,
-        &mut init,
+        (&method, &target),
+        &headers,
+        body.as_ref(),
         upstream.timeout_ms,
         has_body.then_some(&*upload),
     )

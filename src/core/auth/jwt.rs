@@ -337,7 +337,7 @@ struct Jwks {
 
 fn parse_jwks(text: &str) -> Result<HashMap<String, PublicKey>, ConfigError> {
     let bad = |problem| ConfigError::invalid("JWT_JWKS", problem);
-    let jwks: Jwks = serde_json::from_str(text)
+    let jwks: Jwks = serde_json::from_slice(text.as_bytes())
         .map_err(|_| bad("must be a JSON Web Key Set: {\"keys\": [...]}"))?;
     let mut keys = HashMap::new();
     for value in jwks.keys {

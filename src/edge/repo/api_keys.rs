@@ -161,6 +161,7 @@ impl Repo {
             "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?3)",
             &[text(id), num(now), num(now - resolution_ms)],
         )?)
-        .await
+        .await?;
+        Ok(())
     }
 }

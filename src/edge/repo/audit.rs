@@ -8,7 +8,8 @@ impl Repo {
     /// An audit event on its own: for decisions that change nothing else (routing).
     pub async fn insert_audit_event(&self, event: &AuditEvent) -> Result<()> {
         self.run(self.audit_insert(event, "?9 IS NULL", None, None)?)
-            .await
+            .await?;
+        Ok(())
     }
 
     /// An audit event's insert, written only `WHERE {condition}`; `?9` is `expected`. For a
@@ -99,16 +100,13 @@ impl Repo {
     ) -> Result<u64> {
         let mut deleted = 0;
         for _ in 0..rounds {
-            self.counted();
-            let result = self
-                .stmt(
+            let changed = self
+                .run(self.stmt(
                     "DELETE FROM audit_events WHERE id IN \
                      (SELECT id FROM audit_events WHERE created_at < ?1 LIMIT ?2)",
                     &[num(before), num(batch as i64)],
-                )?
-                .run()
+                )?)
                 .await?;
-            let changed = result.meta()?.and_then(|m| m.changes).unwrap_or(0) as u64;
             deleted += changed;
             if changed < batch as u64 {
                 break;

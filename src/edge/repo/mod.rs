@@ -108,10 +108,10 @@ impl Repo {
         row::batch(&self.db, statements).await
     }
 
-    async fn run(&self, statement: D1PreparedStatement) -> Result<()> {
+    /// Runs one statement: one round trip. Answers how many rows it changed.
+    async fn run(&self, statement: D1PreparedStatement) -> Result<u64> {
         self.counted();
-        statement.run().await?;
-        Ok(())
+        row::run(&statement).await
     }
 
     async fn first<T: FromRow>(&self, sql: &str, args: &[JsValue]) -> Result<Option<T>> {

@@ -40,7 +40,8 @@ impl Repo {
             )?,
             None => self.stmt("DELETE FROM job_cursors WHERE job = ?1", &[text(job)])?,
         };
-        self.run(statement).await
+        self.run(statement).await?;
+        Ok(())
     }
 
     /// Sealed rows not under `active_key_id`, in key order after `after`.

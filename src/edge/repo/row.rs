@@ -150,11 +150,19 @@ pub fn first_row<T: FromRow>(results: &[JsValue], index: usize) -> Result<Option
 
 /// Whether the `index`th statement of a batch changed any row.
 pub fn changed(results: &[JsValue], index: usize) -> bool {
-    results
-        .get(index)
-        .and_then(|r| Reflect::get(r, &JsValue::from_str("meta")).ok())
+    results.get(index).is_some_and(|r| changes(r) > 0)
+}
+
+/// Runs one statement; answers how many rows it changed.
+pub async fn run(statement: &D1PreparedStatement) -> Result<u64> {
+    Ok(changes(&settle(statement.inner().run()).await?))
+}
+
+/// A result's `meta.changes`: 0 when it has none.
+fn changes(result: &JsValue) -> u64 {
+    Reflect::get(result, &JsValue::from_str("meta"))
+        .ok()
         .and_then(|meta| Reflect::get(&meta, &JsValue::from_str("changes")).ok())
         .and_then(|changes| changes.as_f64())
-        .unwrap_or(0.0)
-        > 0.0
+        .map_or(0, |n| n.max(0.0) as u64)
 }
