@@ -39,8 +39,10 @@ struct Stored {
     known: KnownKeys,
 }
 
+/// Written `{"op": "take", …}`; read through [`Wire`] (see `core::ratelimit::Decision` for
+/// why not serde's internally tagged derive).
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", try_from = "Wire")]
 enum Message {
     /// Grant up to `want` requests: the first counted now, the rest held for `hold_ms` (a
     /// lease, `core/lease.rs`); one request with no hold is a plain decision.
@@ -67,6 +69,53 @@ enum Message {
         #[serde(default)]
         fail: bool,
     },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Op {
+    Take,
+    Record,
+    Knows,
+}
+
+/// A [`Message`] as it is written: the tag beside every field any variant has.
+#[derive(Deserialize)]
+struct Wire {
+    op: Op,
+    policy: Option<Policy>,
+    want: Option<u32>,
+    hold_ms: Option<i64>,
+    #[serde(default)]
+    ahead: bool,
+    #[serde(default)]
+    returned: Vec<(i64, u32)>,
+    #[serde(default)]
+    fail: bool,
+    hash: Option<String>,
+}
+
+impl TryFrom<Wire> for Message {
+    type Error = &'static str;
+
+    fn try_from(w: Wire) -> std::result::Result<Self, Self::Error> {
+        let hash = || w.hash.clone().ok_or("missing field `hash`");
+        Ok(match w.op {
+            Op::Take => Message::Take {
+                policy: w.policy.ok_or("missing field `policy`")?,
+                want: w.want.ok_or("missing field `want`")?,
+                hold_ms: w.hold_ms.ok_or("missing field `hold_ms`")?,
+                ahead: w.ahead,
+                returned: w.returned,
+                fail: w.fail,
+            },
+            Op::Record => Message::Record { hash: hash()? },
+            Op::Knows => Message::Knows {
+                hash: hash()?,
+                fail: w.fail,
+            },
+        })
+    }
 }
 
 /// What a take asks the object for (see [`Message::Take`]); the default is one request,

@@ -20,8 +20,10 @@ const PREFIX: &str = "a:";
 /// An entry this old is of no use to anyone: it is deleted on the next read.
 const FORGET_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
 
+/// Written `{"op": "beat", …}`; read through [`Wire`] (see `core::ratelimit::Decision` for
+/// why not serde's internally tagged derive).
 #[derive(Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", try_from = "Wire")]
 enum Message {
     Beat {
         seen: Seen,
@@ -33,6 +35,40 @@ enum Message {
         #[serde(default)]
         fail: bool,
     },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Op {
+    Beat,
+    Read,
+}
+
+/// A [`Message`] as it is written: the tag beside every field either variant has.
+#[derive(Deserialize)]
+struct Wire {
+    op: Op,
+    seen: Option<Seen>,
+    now: Option<UnixMillis>,
+    #[serde(default)]
+    fail: bool,
+}
+
+impl TryFrom<Wire> for Message {
+    type Error = &'static str;
+
+    fn try_from(w: Wire) -> std::result::Result<Self, Self::Error> {
+        Ok(match w.op {
+            Op::Beat => Message::Beat {
+                seen: w.seen.ok_or("missing field `seen`")?,
+                fail: w.fail,
+            },
+            Op::Read => Message::Read {
+                now: w.now.ok_or("missing field `now`")?,
+                fail: w.fail,
+            },
+        })
+    }
 }
 
 async fn call(env: &Env, team_id: &str, message: &Message) -> Result<Response> {
