@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use wasm_bindgen::JsValue;
 use worker::{Headers, Request, Response, Result};
 
-pub use web_sys::RequestRedirect as Redirect;
+pub use web_sys::RequestRedirect;
 
 /// A request to `url`: `method`, `headers`, an optional body (a string or a stream), and
 /// what to do with a redirect. The caller's `Headers` object is used as it is, not copied.
@@ -15,7 +15,7 @@ pub fn request(
     url: &str,
     headers: &Headers,
     body: Option<&JsValue>,
-    redirect: Redirect,
+    redirect: RequestRedirect,
 ) -> Result<Request> {
     let init = web_sys::RequestInit::new();
     init.set_method(method);
@@ -36,7 +36,7 @@ pub fn json_post(url: &str, body: &str) -> Result<Request> {
         url,
         &headers,
         Some(&JsValue::from_str(body)),
-        Redirect::Follow,
+        RequestRedirect::Follow,
     )
 }
 

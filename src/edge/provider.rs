@@ -9,7 +9,7 @@ use futures_util::future::{select, Either};
 use wasm_bindgen::JsValue;
 use worker::{AbortController, Date, Delay, Fetch, Headers, Response, ResponseBody};
 
-use super::outbound::{self, Redirect};
+use super::outbound::{self, RequestRedirect};
 use crate::core::{
     credentials::header_safe,
     verify::{ProviderAnswer, ACCOUNT_PATH},
@@ -42,7 +42,7 @@ pub async fn send(
     timeout_ms: u32,
     upload: Option<&Upload>,
 ) -> Sent {
-    let request = match outbound::request(method, url, headers, body, Redirect::Manual) {
+    let request = match outbound::request(method, url, headers, body, RequestRedirect::Manual) {
         Ok(request) => request,
         Err(e) => return Sent::NetworkError(format!("build upstream request: {e}")),
     };

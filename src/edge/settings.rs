@@ -71,7 +71,7 @@ pub async fn fetch_asset(
         &format!("{origin}{asset}"),
         &headers,
         None,
-        outbound::Redirect::Follow,
+        outbound::RequestRedirect::Follow,
     )
     .map_err(|e| unavailable(e.to_string()))?;
     let fetcher = env
