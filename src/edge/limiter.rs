@@ -150,18 +150,25 @@ pub async fn take(env: &Env, key: &str, policy: &Policy, ask: Ask) -> Result<Gra
         returned: ask.returned,
         fail: ask.fail,
     };
-    outbound::json_answer(send(env, key, &message).await?).await
+    outbound::json_answer(outbound::object_post("RATE_LIMITER", env, key, &message).await?).await
 }
 
 /// Tells an address's object that a key authenticated from it.
 pub async fn record_success(env: &Env, ip_key: &str, hash: &str) -> Result<()> {
-    send(env, ip_key, &Message::Record { hash: hash.into() }).await?;
+    outbound::object_post(
+        "RATE_LIMITER",
+        env,
+        ip_key,
+        &Message::Record { hash: hash.into() },
+    )
+    .await?;
     Ok(())
 }
 
 /// Whether a key authenticated from this address in the last ten minutes.
 pub async fn knows(env: &Env, ip_key: &str, hash: &str, fail: bool) -> Result<bool> {
-    let response = send(
+    let response = outbound::object_post(
+        "RATE_LIMITER",
         env,
         ip_key,
         &Message::Knows {
@@ -171,21 +178,6 @@ pub async fn knows(env: &Env, ip_key: &str, hash: &str, fail: bool) -> Result<bo
     )
     .await?;
     outbound::json_answer(response).await
-}
-
-async fn send(env: &Env, key: &str, message: &Message) -> Result<Response> {
-    let stub = env.durable_object("RATE_LIMITER")?.get_by_name(key)?;
-    let body = serde_json::to_string(message)?;
-    let response = stub
-        .fetch_with_request(outbound::json_post("https://limiter/", &body)?)
-        .await?;
-    if response.status_code() != 200 {
-        return Err(worker::Error::RustError(format!(
-            "limiter answered {}",
-            response.status_code()
-        )));
-    }
-    Ok(response)
 }
 
 /// Whether a Durable Object honours the test-only failure hooks: `TEST_HOOKS=1`, and never

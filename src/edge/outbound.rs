@@ -2,9 +2,9 @@
 //! `cf` properties into JS through serde_wasm_bindgen, which links that serializer and the
 //! image-resizing types into the wasm although no request of ours sets a `cf` property.
 
-use serde::de::DeserializeOwned;
+use serde::{de::DeserializeOwned, Serialize};
 use wasm_bindgen::JsValue;
-use worker::{Headers, Request, Response, Result};
+use worker::{Env, Headers, Request, Response, Result};
 
 pub use web_sys::RequestRedirect;
 
@@ -27,17 +27,33 @@ pub fn request(
     Ok(web_sys::Request::new_with_str_and_init(url, &init)?.into())
 }
 
-/// A JSON POST to a Durable Object stub's URL.
-pub fn json_post(url: &str, body: &str) -> Result<Request> {
+/// `message` as a JSON POST to the Durable Object `name` of `binding`; an answer other than
+/// 200 is an error that names the binding (its body is not read).
+pub async fn object_post(
+    binding: &str,
+    env: &Env,
+    name: &str,
+    message: &impl Serialize,
+) -> Result<Response> {
+    let stub = env.durable_object(binding)?.get_by_name(name)?;
     let headers = Headers::new();
     headers.set("Content-Type", "application/json")?;
-    request(
+    let body = JsValue::from_str(&serde_json::to_string(message)?);
+    let request = request(
         "POST",
-        url,
+        "https://object/",
         &headers,
-        Some(&JsValue::from_str(body)),
+        Some(&body),
         RequestRedirect::Follow,
-    )
+    )?;
+    let response = stub.fetch_with_request(request).await?;
+    if response.status_code() != 200 {
+        return Err(worker::Error::RustError(format!(
+            "{binding} answered {}",
+            response.status_code()
+        )));
+    }
+    Ok(response)
 }
 
 /// A Durable Object's JSON answer, read as bytes: one serde_json reader for every JSON

@@ -71,30 +71,24 @@ impl TryFrom<Wire> for Message {
     }
 }
 
-async fn call(env: &Env, team_id: &str, message: &Message) -> Result<Response> {
-    let stub = env.durable_object("AGENT_PRESENCE")?.get_by_name(team_id)?;
-    let body = serde_json::to_string(message)?;
-    let response = stub
-        .fetch_with_request(outbound::json_post("https://presence/", &body)?)
-        .await?;
-    if response.status_code() != 200 {
-        return Err(worker::Error::RustError(format!(
-            "presence answered {}",
-            response.status_code()
-        )));
-    }
-    Ok(response)
-}
-
 /// Records a heartbeat: one round trip to the team's object.
 pub async fn beat(env: &Env, team_id: &str, seen: Seen, fail: bool) -> Result<()> {
-    call(env, team_id, &Message::Beat { seen, fail }).await?;
+    outbound::object_post(
+        "AGENT_PRESENCE",
+        env,
+        team_id,
+        &Message::Beat { seen, fail },
+    )
+    .await?;
     Ok(())
 }
 
 /// Every agent's last heartbeat in the team: one round trip.
 pub async fn read(env: &Env, team_id: &str, now: UnixMillis, fail: bool) -> Result<Vec<Seen>> {
-    outbound::json_answer(call(env, team_id, &Message::Read { now, fail }).await?).await
+    outbound::json_answer(
+        outbound::object_post("AGENT_PRESENCE", env, team_id, &Message::Read { now, fail }).await?,
+    )
+    .await
 }
 
 #[durable_object]
