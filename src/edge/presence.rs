@@ -91,7 +91,9 @@ pub async fn read(env: &Env, team_id: &str, now: UnixMillis, fail: bool) -> Resu
     .await
 }
 
-#[durable_object]
+// Only `fetch` is exported: this object sets no alarm and takes no WebSocket or `connect`
+// (the bare attribute would export those handlers' glue too).
+#[durable_object(fetch)]
 pub struct AgentPresence {
     state: State,
     test_hooks: bool,
