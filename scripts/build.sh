@@ -14,7 +14,7 @@ worker-build --release
 # worker-build keeps the names section (--debuginfo): about 200 KB, an eighth of the gzipped
 # upload. Dropping it costs only symbol names in a wasm stack trace. The feature list is
 # worker-build's own, so nothing is re-encoded with a feature workerd may not support.
-# A second -Oz pass over worker-build's output takes about 6 s and saves about 2.4 KB
+# A second -Oz pass over worker-build's output takes about 6 s and saves about 2.5 KB
 # gzipped (301,655 -> 299,104 bytes on 2026-12-06); --converge saved no more.
 features=()
 for f in mutable-globals sign-ext nontrapping-float-to-int bulk-memory multivalue \

@@ -129,6 +129,9 @@ pub struct Ask {
     pub fail: bool,
 }
 
+/// The binding of the rate-limit objects (wrangler.toml).
+const BINDING: &str = "RATE_LIMITER";
+
 /// Asks the object named `key` for a decision on one request: one round trip.
 pub async fn check(env: &Env, key: &str, policy: &Policy, fail: bool) -> Result<Decision> {
     let ask = Ask {
@@ -150,25 +153,19 @@ pub async fn take(env: &Env, key: &str, policy: &Policy, ask: Ask) -> Result<Gra
         returned: ask.returned,
         fail: ask.fail,
     };
-    outbound::json_answer(outbound::object_post("RATE_LIMITER", env, key, &message).await?).await
+    outbound::json_answer(outbound::object_post(BINDING, env, key, &message).await?).await
 }
 
 /// Tells an address's object that a key authenticated from it.
 pub async fn record_success(env: &Env, ip_key: &str, hash: &str) -> Result<()> {
-    outbound::object_post(
-        "RATE_LIMITER",
-        env,
-        ip_key,
-        &Message::Record { hash: hash.into() },
-    )
-    .await?;
+    outbound::object_post(BINDING, env, ip_key, &Message::Record { hash: hash.into() }).await?;
     Ok(())
 }
 
 /// Whether a key authenticated from this address in the last ten minutes.
 pub async fn knows(env: &Env, ip_key: &str, hash: &str, fail: bool) -> Result<bool> {
     let response = outbound::object_post(
-        "RATE_LIMITER",
+        BINDING,
         env,
         ip_key,
         &Message::Knows {

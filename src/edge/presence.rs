@@ -71,22 +71,19 @@ impl TryFrom<Wire> for Message {
     }
 }
 
+/// The binding of the presence objects (wrangler.toml).
+const BINDING: &str = "AGENT_PRESENCE";
+
 /// Records a heartbeat: one round trip to the team's object.
 pub async fn beat(env: &Env, team_id: &str, seen: Seen, fail: bool) -> Result<()> {
-    outbound::object_post(
-        "AGENT_PRESENCE",
-        env,
-        team_id,
-        &Message::Beat { seen, fail },
-    )
-    .await?;
+    outbound::object_post(BINDING, env, team_id, &Message::Beat { seen, fail }).await?;
     Ok(())
 }
 
 /// Every agent's last heartbeat in the team: one round trip.
 pub async fn read(env: &Env, team_id: &str, now: UnixMillis, fail: bool) -> Result<Vec<Seen>> {
     outbound::json_answer(
-        outbound::object_post("AGENT_PRESENCE", env, team_id, &Message::Read { now, fail }).await?,
+        outbound::object_post(BINDING, env, team_id, &Message::Read { now, fail }).await?,
     )
     .await
 }
