@@ -179,10 +179,7 @@ const beat = await fetch(`${BASE}/api/v1/agents/heartbeat`, {
   body: JSON.stringify({ version: "comfy-agent/0.1.0" }),
 });
 assert.equal(beat.status, 200);
-// Two refresh ticks: one refresh can fail and the next one must still show it. Other tests
-// read the same local D1 file with `wrangler d1 execute`, which can make a query find it busy
-// (a 503; it happened in a suite run), and the page simply tries again on its next tick.
-await agentRow.filter({ hasText: "Online" }).waitFor({ timeout: 40000 });
+await agentRow.filter({ hasText: "Online" }).waitFor({ timeout: 25000 });
 assert.match(await agentRow.innerText(), /comfy-agent\/0\.1\.0/);
 await shot(page, "agents");
 

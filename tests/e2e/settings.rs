@@ -105,7 +105,12 @@ fn a_team_admin_walks_the_settings_page_in_a_real_browser() {
         Path::new(CHROMIUM).exists(),
         "Chromium is not installed: run ./scripts/setup.sh (apt-get install chromium)"
     );
-    let w = worker();
+    // A worker of its own: the browser's requests cannot take the harness's D1 lock, so on
+    // the shared worker another test's `Worker::d1` could find the SQLite file busy under
+    // them (a 503 in the page; it happened in a suite run). This test reads D1 only after
+    // the browser is done.
+    let own = spawn(Options::default());
+    let w = &own;
     let _log = w.on_failure();
     let team = Team::new(w);
     let member = unique_user("member");
