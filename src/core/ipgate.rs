@@ -13,9 +13,12 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::time::UnixMillis;
+use super::{
+    json::{self, Obj},
+    time::UnixMillis,
+};
 
 /// A key that authenticated from an address counts there for this long.
 pub const KNOWN_FOR_MS: i64 = 10 * 60 * 1000;
@@ -47,12 +50,29 @@ impl Caller {
 }
 
 /// The keys (by SHA-256) that authenticated from one address, with when they last did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KnownKeys {
     entries: Vec<(String, UnixMillis)>,
 }
 
 impl KnownKeys {
+    /// `{"entries": [[hash, last seen], …]}`.
+    pub fn to_json(&self) -> String {
+        let entries = json::array(&self.entries, |o, (hash, at)| {
+            o.push('[');
+            json::quote(o, hash);
+            o.push_str(&format!(",{at}]"));
+        });
+        Obj::new().raw("entries", &entries).done()
+    }
+
+    pub fn from_json(v: &Value) -> Option<KnownKeys> {
+        let hash = |h: &Value| Some(h.as_str()?.to_string());
+        Some(KnownKeys {
+            entries: json::pairs(v, "entries", hash, Value::as_i64)?,
+        })
+    }
+
     pub fn record(&mut self, hash: &str, now: UnixMillis) {
         self.prune(now);
         match self.entries.iter_mut().find(|(h, _)| h == hash) {

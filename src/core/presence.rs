@@ -4,9 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use serde_json::Value;
+
 use super::{
     credentials::CredentialRecord,
     error::{ApiError, ErrorKind},
+    json::{self, Obj},
     time::{rfc3339, UnixMillis},
     verify::State,
 };
@@ -38,11 +41,33 @@ impl Heartbeat {
 }
 
 /// One agent's last heartbeat, as the team's presence object keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seen {
     pub agent_id: String,
     pub last_seen: UnixMillis,
     pub version: Option<String>,
+}
+
+impl Seen {
+    /// `{"agent_id": …, "last_seen": …, "version": … or null}`.
+    pub fn to_json(&self) -> String {
+        let o = Obj::new()
+            .str("agent_id", &self.agent_id)
+            .int("last_seen", self.last_seen);
+        match &self.version {
+            Some(v) => o.str("version", v),
+            None => o.raw("version", "null"),
+        }
+        .done()
+    }
+
+    pub fn from_json(v: &Value) -> Option<Seen> {
+        Some(Seen {
+            agent_id: json::string(v, "agent_id")?,
+            last_seen: json::int(v, "last_seen")?,
+            version: json::nullable_string(v, "version")?,
+        })
+    }
 }
 
 /// Online while the last heartbeat is younger than the TTL: at exactly `ttl` old, offline.

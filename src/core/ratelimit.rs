@@ -15,17 +15,20 @@
 //!   is thus counted for at least the window and at most 1/128 longer: the limiter may
 //!   refuse slightly early, never late, and the state holds at most 129 buckets.
 
-use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::VecDeque;
 
-use super::time::UnixMillis;
+use super::{
+    json::{self, Obj},
+    time::UnixMillis,
+};
 
 /// The largest limit whose window is exact to the millisecond.
 pub const EXACT_MAX_LIMIT: u32 = 1024;
 /// Buckets per window above [`EXACT_MAX_LIMIT`].
 const COARSE_BUCKETS: i64 = 128;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     pub limit: u32,
     pub window_ms: i64,
@@ -46,11 +49,9 @@ impl Policy {
 }
 
 /// On the wire between an isolate and its limiter object: `{"decision": "allowed",
-/// "remaining": …, "reset_ms": …}` or `{"decision": "limited", "retry_after_ms": …}`. Read
-/// through [`DecisionWire`], one flat struct: serde's derive for an internally tagged enum
-/// buffers the whole value first, and its code was about 8 KB of the gzipped wasm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "decision", rename_all = "snake_case", try_from = "DecisionWire")]
+/// "remaining": …, "reset_ms": …}` or `{"decision": "limited", "retry_after_ms": …}`
+/// ([`Decision::to_json`], [`Decision::from_json`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     Allowed {
         /// Requests still allowed in the current window.
@@ -63,45 +64,42 @@ pub enum Decision {
     },
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum DecisionKind {
-    Allowed,
-    Limited,
-}
-
-/// A [`Decision`] as it is written: the tag beside every field either variant has.
-#[derive(Deserialize)]
-struct DecisionWire {
-    decision: DecisionKind,
-    remaining: Option<u32>,
-    reset_ms: Option<i64>,
-    retry_after_ms: Option<i64>,
-}
-
-impl TryFrom<DecisionWire> for Decision {
-    type Error = &'static str;
-
-    fn try_from(w: DecisionWire) -> Result<Self, Self::Error> {
-        match w.decision {
-            DecisionKind::Allowed => Ok(Decision::Allowed {
-                remaining: w.remaining.ok_or("missing field `remaining`")?,
-                reset_ms: w.reset_ms.ok_or("missing field `reset_ms`")?,
-            }),
-            DecisionKind::Limited => Ok(Decision::Limited {
-                retry_after_ms: w.retry_after_ms.ok_or("missing field `retry_after_ms`")?,
-            }),
-        }
-    }
-}
-
 impl Decision {
     pub fn is_allowed(&self) -> bool {
         matches!(self, Decision::Allowed { .. })
     }
+
+    pub fn to_json(&self) -> String {
+        match *self {
+            Decision::Allowed {
+                remaining,
+                reset_ms,
+            } => Obj::new()
+                .str("decision", "allowed")
+                .int("remaining", remaining.into())
+                .int("reset_ms", reset_ms),
+            Decision::Limited { retry_after_ms } => Obj::new()
+                .str("decision", "limited")
+                .int("retry_after_ms", retry_after_ms),
+        }
+        .done()
+    }
+
+    pub fn from_json(v: &Value) -> Option<Decision> {
+        match v.get("decision")?.as_str()? {
+            "allowed" => Some(Decision::Allowed {
+                remaining: json::uint(v, "remaining")?,
+                reset_ms: json::int(v, "reset_ms")?,
+            }),
+            "limited" => Some(Decision::Limited {
+                retry_after_ms: json::int(v, "retry_after_ms")?,
+            }),
+            _ => None,
+        }
+    }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WindowState {
     /// `(bucket start, accepted requests in it)`, oldest first.
     accepted: VecDeque<(UnixMillis, u32)>,
@@ -111,14 +109,74 @@ pub struct WindowState {
 
 /// What a lease request got: `granted` tokens (the first for the request that asked, the
 /// rest for its isolate to spend until the lease ends), or a refusal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grant {
     pub granted: u32,
     pub decision: Decision,
     /// The bucket the held tokens were counted in (0 when none were): an isolate gives
     /// back the ones its lease did not spend by naming it ([`WindowState::give_back`]).
-    #[serde(default)]
     pub held_at: UnixMillis,
+}
+
+impl Policy {
+    pub fn to_json(&self) -> String {
+        Obj::new()
+            .int("limit", self.limit.into())
+            .int("window_ms", self.window_ms)
+            .int("cooldown_ms", self.cooldown_ms)
+            .done()
+    }
+
+    pub fn from_json(v: &Value) -> Option<Policy> {
+        Some(Policy {
+            limit: json::uint(v, "limit")?,
+            window_ms: json::int(v, "window_ms")?,
+            cooldown_ms: json::int(v, "cooldown_ms")?,
+        })
+    }
+}
+
+impl Grant {
+    /// `{"granted": …, "decision": {…}, "held_at": …}`; `held_at` may be left out (0).
+    pub fn to_json(&self) -> String {
+        Obj::new()
+            .int("granted", self.granted.into())
+            .raw("decision", &self.decision.to_json())
+            .int("held_at", self.held_at)
+            .done()
+    }
+
+    pub fn from_json(v: &Value) -> Option<Grant> {
+        Some(Grant {
+            granted: json::uint(v, "granted")?,
+            decision: Decision::from_json(v.get("decision")?)?,
+            held_at: match v.get("held_at") {
+                None => 0,
+                Some(at) => at.as_i64()?,
+            },
+        })
+    }
+}
+
+impl WindowState {
+    /// `{"accepted": [[bucket, count], …], "cooldown_until": …}`.
+    pub fn to_json(&self) -> String {
+        let accepted = json::array(&self.accepted, |o, (at, n)| {
+            o.push_str(&format!("[{at},{n}]"));
+        });
+        Obj::new()
+            .raw("accepted", &accepted)
+            .int("cooldown_until", self.cooldown_until)
+            .done()
+    }
+
+    pub fn from_json(v: &Value) -> Option<WindowState> {
+        v.get("accepted")?;
+        Some(WindowState {
+            accepted: json::pairs(v, "accepted", Value::as_i64, json::as_u32)?.into(),
+            cooldown_until: json::int(v, "cooldown_until")?,
+        })
+    }
 }
 
 impl WindowState {
@@ -366,6 +424,7 @@ mod tests {
 
     #[test]
     fn a_grant_reads_back_what_it_wrote_and_the_tagged_form_it_always_had() {
+        let read = |text: &str| Grant::from_json(&serde_json::from_str(text).unwrap());
         for decision in [
             Decision::Allowed {
                 remaining: 7,
@@ -378,18 +437,23 @@ mod tests {
                 decision,
                 held_at: 9,
             };
-            let text = serde_json::to_string(&grant).unwrap();
-            assert_eq!(serde_json::from_str::<Grant>(&text).unwrap(), grant);
+            assert_eq!(read(&grant.to_json()), Some(grant));
         }
-        let limited: Decision =
-            serde_json::from_str(r#"{"retry_after_ms":5,"decision":"limited"}"#).unwrap();
-        assert_eq!(limited, Decision::Limited { retry_after_ms: 5 });
+        // As serde's derive wrote it, member order aside, and without `held_at`.
         assert_eq!(
-            serde_json::to_string(&Decision::Allowed {
+            read(r#"{"decision":{"retry_after_ms":5,"decision":"limited"},"granted":0}"#),
+            Some(Grant {
+                granted: 0,
+                decision: Decision::Limited { retry_after_ms: 5 },
+                held_at: 0
+            })
+        );
+        assert_eq!(
+            Decision::Allowed {
                 remaining: 1,
                 reset_ms: 2
-            })
-            .unwrap(),
+            }
+            .to_json(),
             r#"{"decision":"allowed","remaining":1,"reset_ms":2}"#
         );
         for bad in [
@@ -397,8 +461,41 @@ mod tests {
             r#"{"decision":"limited"}"#,
             r#"{"decision":"maybe","retry_after_ms":1}"#,
             r#"{"remaining":1,"reset_ms":2}"#,
+            r#"{"decision":"allowed","remaining":-1,"reset_ms":2}"#,
+            r#"{"decision":"limited","retry_after_ms":"5"}"#,
         ] {
-            assert!(serde_json::from_str::<Decision>(bad).is_err(), "{bad}");
+            let v = serde_json::from_str(bad).unwrap();
+            assert_eq!(Decision::from_json(&v), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_window_and_a_policy_read_back_what_they_wrote() {
+        let p = Policy {
+            limit: 3,
+            window_ms: 1_000,
+            cooldown_ms: 5_000,
+        };
+        let mut w = WindowState::default();
+        for now in [10, 10, 20, 30, 40] {
+            w.decide(&p, now);
+        }
+        let text = w.to_json();
+        assert_eq!(
+            text,
+            r#"{"accepted":[[10,2],[20,1]],"cooldown_until":5030}"#
+        );
+        let v = serde_json::from_str(&text).unwrap();
+        assert_eq!(WindowState::from_json(&v), Some(w));
+        let v = serde_json::from_str(&p.to_json()).unwrap();
+        assert_eq!(Policy::from_json(&v), Some(p));
+        for bad in [
+            r#"{"cooldown_until":0}"#,
+            r#"{"accepted":[[1]],"cooldown_until":0}"#,
+            r#"{"accepted":[[1,-2]],"cooldown_until":0}"#,
+        ] {
+            let v = serde_json::from_str(bad).unwrap();
+            assert_eq!(WindowState::from_json(&v), None, "{bad}");
         }
     }
 

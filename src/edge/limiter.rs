@@ -12,14 +12,13 @@
 
 use std::cell::{Cell, RefCell};
 
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{durable_object, Date, DurableObject, Env, Request, Response, Result, State};
 
 use super::outbound;
 use crate::core::{
-    ipgate::KnownKeys,
-    ratelimit::{Decision, Grant, Policy, WindowState},
+    messages::{LimiterMessage as Message, LimiterStored as Stored},
+    ratelimit::{Decision, Grant, Policy},
 };
 
 /// Versioned: an object holding an older layout starts afresh instead of failing to load.
@@ -27,96 +26,6 @@ const STATE_KEY: &str = "window.v3";
 
 /// The longest the stored state lags the state in memory.
 pub const PERSIST_MS: i64 = 1000;
-
-/// What the object keeps in storage: the window, and when it stops mattering (for cleanup;
-/// the alarm does not know the policy).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct Stored {
-    window: WindowState,
-    idle_after: i64,
-    /// An address's keys that authenticated from it (empty for a principal's object).
-    #[serde(default)]
-    known: KnownKeys,
-}
-
-/// Written `{"op": "take", …}`; read through [`Wire`] (see `core::ratelimit::Decision` for
-/// why not serde's internally tagged derive).
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", try_from = "Wire")]
-enum Message {
-    /// Grant up to `want` requests: the first counted now, the rest held for `hold_ms` (a
-    /// lease, `core/lease.rs`); one request with no hold is a plain decision.
-    Take {
-        policy: Policy,
-        want: u32,
-        hold_ms: i64,
-        /// A refill ahead of need: no request spends the first token now either.
-        #[serde(default)]
-        ahead: bool,
-        /// Tokens of this isolate's earlier leases that ended unspent, `(bucket, n)`, given
-        /// back before deciding (`WindowState::give_back`).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        returned: Vec<(i64, u32)>,
-        /// Test hook: throw instead of deciding (honoured only with TEST_HOOKS=1).
-        #[serde(default)]
-        fail: bool,
-    },
-    /// The key with this hash authenticated from this address.
-    Record { hash: String },
-    /// Whether the key with this hash authenticated from this address lately.
-    Knows {
-        hash: String,
-        #[serde(default)]
-        fail: bool,
-    },
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Op {
-    Take,
-    Record,
-    Knows,
-}
-
-/// A [`Message`] as it is written: the tag beside every field any variant has.
-#[derive(Deserialize)]
-struct Wire {
-    op: Op,
-    policy: Option<Policy>,
-    want: Option<u32>,
-    hold_ms: Option<i64>,
-    #[serde(default)]
-    ahead: bool,
-    #[serde(default)]
-    returned: Vec<(i64, u32)>,
-    #[serde(default)]
-    fail: bool,
-    hash: Option<String>,
-}
-
-impl TryFrom<Wire> for Message {
-    type Error = &'static str;
-
-    fn try_from(w: Wire) -> std::result::Result<Self, Self::Error> {
-        let hash = || w.hash.clone().ok_or("missing field `hash`");
-        Ok(match w.op {
-            Op::Take => Message::Take {
-                policy: w.policy.ok_or("missing field `policy`")?,
-                want: w.want.ok_or("missing field `want`")?,
-                hold_ms: w.hold_ms.ok_or("missing field `hold_ms`")?,
-                ahead: w.ahead,
-                returned: w.returned,
-                fail: w.fail,
-            },
-            Op::Record => Message::Record { hash: hash()? },
-            Op::Knows => Message::Knows {
-                hash: hash()?,
-                fail: w.fail,
-            },
-        })
-    }
-}
 
 /// What a take asks the object for (see [`Message::Take`]); the default is one request,
 /// decided now.
@@ -153,28 +62,25 @@ pub async fn take(env: &Env, key: &str, policy: &Policy, ask: Ask) -> Result<Gra
         returned: ask.returned,
         fail: ask.fail,
     };
-    outbound::json_answer(outbound::object_post(BINDING, env, key, &message).await?).await
+    let answer = outbound::object_post(BINDING, env, key, &message.to_json()).await?;
+    outbound::answer(answer, Grant::from_json).await
 }
 
 /// Tells an address's object that a key authenticated from it.
 pub async fn record_success(env: &Env, ip_key: &str, hash: &str) -> Result<()> {
-    outbound::object_post(BINDING, env, ip_key, &Message::Record { hash: hash.into() }).await?;
+    let message = Message::Record { hash: hash.into() };
+    outbound::object_post(BINDING, env, ip_key, &message.to_json()).await?;
     Ok(())
 }
 
 /// Whether a key authenticated from this address in the last ten minutes.
 pub async fn knows(env: &Env, ip_key: &str, hash: &str, fail: bool) -> Result<bool> {
-    let response = outbound::object_post(
-        BINDING,
-        env,
-        ip_key,
-        &Message::Knows {
-            hash: hash.into(),
-            fail,
-        },
-    )
-    .await?;
-    outbound::json_answer(response).await
+    let message = Message::Knows {
+        hash: hash.into(),
+        fail,
+    };
+    let response = outbound::object_post(BINDING, env, ip_key, &message.to_json()).await?;
+    outbound::answer(response, serde_json::Value::as_bool).await
 }
 
 /// Whether a Durable Object honours the test-only failure hooks: `TEST_HOOKS=1`, and never
@@ -214,12 +120,9 @@ impl DurableObject for RateLimiter {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let message: Message = serde_json::from_slice(&req.bytes().await?)?;
-        let fail = matches!(
-            message,
-            Message::Take { fail: true, .. } | Message::Knows { fail: true, .. }
-        );
-        if fail && self.test_hooks {
+        let message = Message::from_json(&req.bytes().await?)
+            .ok_or_else(|| worker::Error::RustError("unreadable limiter message".into()))?;
+        if message.fails() && self.test_hooks {
             return Err(worker::Error::RustError("injected limiter failure".into()));
         }
         self.load().await?;
@@ -244,15 +147,13 @@ impl DurableObject for RateLimiter {
                         stored.window.take(policy, now, *want, *hold_ms)
                     };
                     stored.idle_after = stored.window.idle_after(policy);
-                    serde_json::to_string(&grant)?
+                    grant.to_json()
                 }
                 Message::Record { hash } => {
                     stored.known.record(hash, now);
-                    serde_json::to_string(&true)?
+                    "true".to_string()
                 }
-                Message::Knows { hash, .. } => {
-                    serde_json::to_string(&stored.known.knows(hash, now))?
-                }
+                Message::Knows { hash, .. } => stored.known.knows(hash, now).to_string(),
             };
             stored.idle_after = stored.idle_after.max(stored.known.idle_after());
             let changed = *stored != before;
@@ -271,9 +172,7 @@ impl DurableObject for RateLimiter {
                     .await?;
             }
         }
-        let response = Response::ok(answer)?;
-        response.headers().set("Content-Type", "application/json")?;
-        Ok(response)
+        outbound::json_reply(answer)
     }
 
     /// Flushes what memory holds, then deletes the state once nothing in it can matter, or
@@ -310,7 +209,7 @@ impl RateLimiter {
         let loaded = stored
             .get(&JsValue::from_str(STATE_KEY))
             .as_string()
-            .and_then(|t| serde_json::from_slice::<Stored>(t.as_bytes()).ok())
+            .and_then(|t| Stored::from_json(t.as_bytes()))
             .unwrap_or_default();
         let mut slot = self.stored.borrow_mut();
         if slot.is_none() {
@@ -320,7 +219,7 @@ impl RateLimiter {
     }
 
     async fn persist(&self, snapshot: &Stored, now: i64) -> Result<()> {
-        let text = serde_json::to_string(snapshot)?;
+        let text = snapshot.to_json();
         self.state
             .storage()
             .put_raw(STATE_KEY, JsValue::from_str(&text))

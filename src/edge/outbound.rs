@@ -2,7 +2,7 @@
 //! `cf` properties into JS through serde_wasm_bindgen, which links that serializer and the
 //! image-resizing types into the wasm although no request of ours sets a `cf` property.
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
 use wasm_bindgen::JsValue;
 use worker::{Env, Headers, Request, Response, Result};
 
@@ -27,18 +27,14 @@ pub fn request(
     Ok(web_sys::Request::new_with_str_and_init(url, &init)?.into())
 }
 
-/// `message` as a JSON POST to the Durable Object `name` of `binding`; an answer other than
-/// 200 is an error that names the binding (its body is not read).
-pub async fn object_post(
-    binding: &str,
-    env: &Env,
-    name: &str,
-    message: &impl Serialize,
-) -> Result<Response> {
+/// `message` (JSON text, `core/messages.rs`) as a POST to the Durable Object `name` of
+/// `binding`; an answer other than 200 is an error that names the binding (its body is not
+/// read).
+pub async fn object_post(binding: &str, env: &Env, name: &str, message: &str) -> Result<Response> {
     let stub = env.durable_object(binding)?.get_by_name(name)?;
     let headers = Headers::new();
     headers.set("Content-Type", "application/json")?;
-    let body = JsValue::from_str(&serde_json::to_string(message)?);
+    let body = JsValue::from_str(message);
     let request = request(
         "POST",
         "https://object/",
@@ -56,8 +52,21 @@ pub async fn object_post(
     Ok(response)
 }
 
-/// A Durable Object's JSON answer, read as bytes: one serde_json reader for every JSON
-/// the worker parses (`Response::json` would read it as text, through a second one).
-pub async fn json_answer<T: DeserializeOwned>(mut response: Response) -> Result<T> {
-    Ok(serde_json::from_slice(&response.bytes().await?)?)
+/// A Durable Object's answer: 200 with JSON text.
+pub fn json_reply(json: String) -> Result<Response> {
+    let response = Response::ok(json)?;
+    response.headers().set("Content-Type", "application/json")?;
+    Ok(response)
+}
+
+/// A Durable Object's JSON answer, read as bytes into a `Value` (one serde_json reader for
+/// every JSON the worker parses) and from there by `read`.
+pub async fn answer<T>(
+    mut response: Response,
+    read: impl FnOnce(&Value) -> Option<T>,
+) -> Result<T> {
+    crate::core::json::parse(&response.bytes().await?)
+        .as_ref()
+        .and_then(read)
+        .ok_or_else(|| worker::Error::RustError("unreadable Durable Object answer".into()))
 }

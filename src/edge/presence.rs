@@ -9,83 +9,36 @@
 
 use std::{cell::RefCell, collections::BTreeMap};
 
-use serde::{Deserialize, Serialize};
 use wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use super::{limiter::test_hooks_enabled, outbound};
-use crate::core::{presence::Seen, time::UnixMillis};
+use crate::core::{
+    json,
+    messages::{seen_list_from_json, seen_list_to_json, PresenceMessage as Message},
+    presence::Seen,
+    time::UnixMillis,
+};
 
 const PREFIX: &str = "a:";
 /// An entry this old is of no use to anyone: it is deleted on the next read.
 const FORGET_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
-
-/// Written `{"op": "beat", …}`; read through [`Wire`] (see `core::ratelimit::Decision` for
-/// why not serde's internally tagged derive).
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", try_from = "Wire")]
-enum Message {
-    Beat {
-        seen: Seen,
-        #[serde(default)]
-        fail: bool,
-    },
-    Read {
-        now: UnixMillis,
-        #[serde(default)]
-        fail: bool,
-    },
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Op {
-    Beat,
-    Read,
-}
-
-/// A [`Message`] as it is written: the tag beside every field either variant has.
-#[derive(Deserialize)]
-struct Wire {
-    op: Op,
-    seen: Option<Seen>,
-    now: Option<UnixMillis>,
-    #[serde(default)]
-    fail: bool,
-}
-
-impl TryFrom<Wire> for Message {
-    type Error = &'static str;
-
-    fn try_from(w: Wire) -> std::result::Result<Self, Self::Error> {
-        Ok(match w.op {
-            Op::Beat => Message::Beat {
-                seen: w.seen.ok_or("missing field `seen`")?,
-                fail: w.fail,
-            },
-            Op::Read => Message::Read {
-                now: w.now.ok_or("missing field `now`")?,
-                fail: w.fail,
-            },
-        })
-    }
-}
 
 /// The binding of the presence objects (wrangler.toml).
 const BINDING: &str = "AGENT_PRESENCE";
 
 /// Records a heartbeat: one round trip to the team's object.
 pub async fn beat(env: &Env, team_id: &str, seen: Seen, fail: bool) -> Result<()> {
-    outbound::object_post(BINDING, env, team_id, &Message::Beat { seen, fail }).await?;
+    let message = Message::Beat { seen, fail }.to_json();
+    outbound::object_post(BINDING, env, team_id, &message).await?;
     Ok(())
 }
 
 /// Every agent's last heartbeat in the team: one round trip.
 pub async fn read(env: &Env, team_id: &str, now: UnixMillis, fail: bool) -> Result<Vec<Seen>> {
-    outbound::json_answer(
-        outbound::object_post(BINDING, env, team_id, &Message::Read { now, fail }).await?,
-    )
-    .await
+    let message = Message::Read { now, fail }.to_json();
+    let answer = outbound::object_post(BINDING, env, team_id, &message).await?;
+    outbound::answer(answer, seen_list_from_json).await
 }
 
 // Only `fetch` is exported: this object sets no alarm and takes no WebSocket or `connect`
@@ -112,7 +65,8 @@ impl AgentPresence {
             if let Some(seen) = value
                 .as_string()
                 .filter(|_| entry)
-                .and_then(|text| serde_json::from_slice::<Seen>(text.as_bytes()).ok())
+                .and_then(|text| json::parse(text.as_bytes()))
+                .and_then(|v| Seen::from_json(&v))
             {
                 loaded.insert(seen.agent_id.clone(), seen);
             }
@@ -135,18 +89,16 @@ impl DurableObject for AgentPresence {
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        let message: Message = serde_json::from_slice(&req.bytes().await?)?;
-        let fail = match &message {
-            Message::Beat { fail, .. } | Message::Read { fail, .. } => *fail,
-        };
-        if fail && self.test_hooks {
+        let message = Message::from_json(&req.bytes().await?)
+            .ok_or_else(|| worker::Error::RustError("unreadable presence message".into()))?;
+        if message.fails() && self.test_hooks {
             return Err(worker::Error::RustError("injected presence failure".into()));
         }
         self.load().await?;
         match message {
             Message::Beat { seen, .. } => {
                 let key = format!("{PREFIX}{}", seen.agent_id);
-                let text = serde_json::to_string(&seen)?;
+                let text = seen.to_json();
                 {
                     let mut slot = self.seen.borrow_mut();
                     let map = slot.get_or_insert_with(BTreeMap::new);
@@ -155,7 +107,7 @@ impl DurableObject for AgentPresence {
                         .get(&seen.agent_id)
                         .is_some_and(|old| old.last_seen > seen.last_seen)
                     {
-                        return Response::from_json(&());
+                        return outbound::json_reply("null".into());
                     }
                     map.insert(seen.agent_id.clone(), seen);
                 }
@@ -163,7 +115,7 @@ impl DurableObject for AgentPresence {
                     .storage()
                     .put_raw(&key, JsValue::from_str(&text))
                     .await?;
-                Response::from_json(&())
+                outbound::json_reply("null".into())
             }
             Message::Read { now, .. } => {
                 let (current, stale): (Vec<Seen>, Vec<String>) = {
@@ -184,7 +136,7 @@ impl DurableObject for AgentPresence {
                         stale.iter().map(|id| format!("{PREFIX}{id}")).collect();
                     self.state.storage().delete_multiple(keys).await?;
                 }
-                Response::from_json(&current)
+                outbound::json_reply(seen_list_to_json(&current))
             }
         }
     }
