@@ -225,7 +225,7 @@ fn ratelimit(c: &mut Criterion) {
                     let before = w.clone();
                     let d = w.decide(&big, NOW + 1);
                     let changed = w != before;
-                    (d, changed, serde_json::to_string(&w).unwrap())
+                    (d, changed, w.to_json())
                 },
                 BatchSize::SmallInput,
             )

@@ -159,12 +159,20 @@ fn check_error(e: &ApiError, bytes: &[u8], doc: &Option<Doc>, fields: &[&str], r
         assert!(required.contains(&name), "{m}");
         return;
     }
+    if let Some(rest) = m.strip_prefix("Request body has a field of the wrong type: `") {
+        let (name, _) = rest.split_once('`').expect("no field named");
+        let obj = doc
+            .as_ref()
+            .and_then(|d| d.value.as_object())
+            .expect("wrong type in a non-object");
+        assert!(fields.contains(&name) && obj.contains_key(name), "{m}");
+        return;
+    }
     let fixed = strip_digits(m);
     assert!(
         [
             "Request body is not valid UTF-",
             "Request body is not valid JSON (line , column )",
-            "Request body has a field of the wrong type or value (line , column )",
             "Request body repeats a field",
             "Request body is of the wrong type: it must be a JSON object",
         ]
@@ -192,7 +200,7 @@ fn check_ok<'d>(
     obj
 }
 
-fn parse<T: serde::de::DeserializeOwned>(
+fn parse<T: body::FromBody>(
     bytes: &[u8],
     doc: &Option<Doc>,
     fields: &[&str],

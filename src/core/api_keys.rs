@@ -1,10 +1,11 @@
 //! Team API keys as records and as the API shows them.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{
     access::{Actor, Scope},
     auth::api_key::KeyKind,
+    body::{required, Fields, FromBody},
     error::ApiError,
     teams::validate_text,
     time::{parse_rfc3339, rfc3339, UnixMillis},
@@ -13,24 +14,29 @@ use super::{
 /// `last_used_at` is written at most this often per key, so use is not a D1 write each time.
 pub const LAST_USED_RESOLUTION_MS: i64 = 60_000;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// An optional field may be left out, but `null` is a wrong type (400), not "absent".
+#[derive(Debug)]
 pub struct CreateApiKey {
     pub name: String,
     pub kind: String,
-    #[serde(default, deserialize_with = "present")]
     pub scopes: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "present")]
     pub expires_at: Option<String>,
 }
 
-/// An optional field may be left out, but `null` is a wrong type (400), not "absent".
-fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(deserializer).map(Some)
+impl FromBody for CreateApiKey {
+    const FIELDS: &'static [&'static str] = &["name", "kind", "scopes", "expires_at"];
+    fn read(f: &Fields<'_>) -> Result<Self, ApiError> {
+        let name = f.string("name")?;
+        let kind = f.string("kind")?;
+        let scopes = f.strings("scopes")?;
+        let expires_at = f.string("expires_at")?;
+        Ok(CreateApiKey {
+            name: required("name", name)?,
+            kind: required("kind", kind)?,
+            scopes,
+            expires_at,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,9 +211,7 @@ mod tests {
     const NOW: i64 = 1_750_000_000_000;
 
     fn create(json: serde_json::Value) -> Result<NewApiKey, ApiError> {
-        serde_json::from_value::<CreateApiKey>(json)
-            .map_err(|e| ApiError::invalid_request(e.to_string()))?
-            .validate(NOW)
+        crate::core::body::parse::<CreateApiKey>(json.to_string().as_bytes())?.validate(NOW)
     }
 
     #[test]

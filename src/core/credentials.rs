@@ -1,8 +1,9 @@
 //! A team's provider credential: requests, the masked preview, the record and its ETag.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{
+    body::{required, Fields, FromBody},
     error::{ApiError, ErrorKind},
     providers::{self, Provider},
     time::{rfc3339, UnixMillis},
@@ -11,12 +12,23 @@ use super::{
 
 pub const FALLBACK_NEEDS_ACTIVE_KEY: &str = "cloud_fallback requires an active API key";
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct PutCredential {
     pub api_key: String,
-    #[serde(default)]
+    /// `false` when left out.
     pub cloud_fallback: bool,
+}
+
+impl FromBody for PutCredential {
+    const FIELDS: &'static [&'static str] = &["api_key", "cloud_fallback"];
+    fn read(f: &Fields<'_>) -> Result<Self, ApiError> {
+        let api_key = f.string("api_key")?;
+        let cloud_fallback = f.bool("cloud_fallback")?.unwrap_or(false);
+        Ok(PutCredential {
+            api_key: required("api_key", api_key)?,
+            cloud_fallback,
+        })
+    }
 }
 
 impl PutCredential {
@@ -51,10 +63,19 @@ pub fn header_safe(key: &str) -> bool {
     key.bytes().all(|b| (0x20..0x7f).contains(&b))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct PatchCredential {
     pub cloud_fallback: bool,
+}
+
+impl FromBody for PatchCredential {
+    const FIELDS: &'static [&'static str] = &["cloud_fallback"];
+    fn read(f: &Fields<'_>) -> Result<Self, ApiError> {
+        let cloud_fallback = f.bool("cloud_fallback")?;
+        Ok(PatchCredential {
+            cloud_fallback: required("cloud_fallback", cloud_fallback)?,
+        })
+    }
 }
 
 /// First 8 + `...` + last 4 characters, but never more than a third of the key: a short

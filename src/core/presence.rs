@@ -2,11 +2,11 @@
 //! task goes. Pure: presence comes in as last-seen times, the time is a parameter, and
 //! the decision is made when asked, so nothing depends on an alarm firing.
 
-use serde::{Deserialize, Serialize};
-
+use serde::Serialize;
 use serde_json::Value;
 
 use super::{
+    body::{Fields, FromBody},
     credentials::CredentialRecord,
     error::{ApiError, ErrorKind},
     json::{self, Obj},
@@ -20,10 +20,19 @@ pub const HEARTBEAT_INTERVAL_SECS: u32 = 15;
 pub const DEFAULT_TTL_SECS: u32 = 45;
 
 /// `POST /api/v1/agents/heartbeat`, whose body is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub struct Heartbeat {
+    /// `null` reads as left out.
     pub version: Option<String>,
+}
+
+impl FromBody for Heartbeat {
+    const FIELDS: &'static [&'static str] = &["version"];
+    fn read(f: &Fields<'_>) -> Result<Self, ApiError> {
+        Ok(Heartbeat {
+            version: f.nullable_string("version")?,
+        })
+    }
 }
 
 impl Heartbeat {
@@ -115,11 +124,19 @@ pub fn agents(
 }
 
 /// `POST /api/v1/tasks/route`. `target` is `local`, also the default.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct RouteRequest {
-    #[serde(default = "local")]
+    /// `local` when left out.
     pub target: String,
+}
+
+impl FromBody for RouteRequest {
+    const FIELDS: &'static [&'static str] = &["target"];
+    fn read(f: &Fields<'_>) -> Result<Self, ApiError> {
+        Ok(RouteRequest {
+            target: f.string("target")?.unwrap_or_else(local),
+        })
+    }
 }
 
 fn local() -> String {

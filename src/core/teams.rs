@@ -1,8 +1,14 @@
 //! Teams and their members: request validation and response shapes.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{access::Role, error::ApiError, time::rfc3339, time::UnixMillis};
+use super::{
+    access::Role,
+    body::{required, Fields, FromBody},
+    error::ApiError,
+    time::rfc3339,
+    time::UnixMillis,
+};
 
 /// The 409 when a user already belongs to as many teams as `MAX_TEAMS_PER_USER` allows.
 pub fn teams_cap_reached(cap: u32) -> ApiError {
@@ -38,12 +44,21 @@ pub fn validate_user_id(user_id: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /api/v1/teams` and `PATCH /api/v1/team`: a team's name.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct CreateTeam {
     pub name: String,
 }
 pub type RenameTeam = CreateTeam;
+
+impl FromBody for CreateTeam {
+    const FIELDS: &'static [&'static str] = &["name"];
+    fn read(f: &Fields<'_>) -> Result<Self, ApiError> {
+        let name = f.string("name")?;
+        Ok(CreateTeam {
+            name: required("name", name)?,
+        })
+    }
+}
 
 impl CreateTeam {
     pub fn validate(&self) -> Result<(), ApiError> {
@@ -51,10 +66,19 @@ impl CreateTeam {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct SetMemberRole {
     pub role: String,
+}
+
+impl FromBody for SetMemberRole {
+    const FIELDS: &'static [&'static str] = &["role"];
+    fn read(f: &Fields<'_>) -> Result<Self, ApiError> {
+        let role = f.string("role")?;
+        Ok(SetMemberRole {
+            role: required("role", role)?,
+        })
+    }
 }
 
 impl SetMemberRole {

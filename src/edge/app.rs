@@ -3,7 +3,6 @@
 use std::{cell::OnceCell, rc::Rc};
 
 use futures_util::{future::join, StreamExt};
-use serde::de::DeserializeOwned;
 use worker::{console_log, Context, Date, Env, Request, Response};
 
 use super::{
@@ -12,7 +11,7 @@ use super::{
     repo::Repo,
 };
 use crate::core::{
-    body,
+    body::{self, FromBody},
     config::{Config, ConfigError},
     error::{ApiError, ErrorKind},
     ids,
@@ -67,7 +66,7 @@ impl Ctx<'_> {
     }
 
     /// The JSON body as `T`: 415 for another media type, 413 over 16 KiB, 400 otherwise.
-    pub async fn json_body<T: DeserializeOwned>(&mut self) -> Result<T, ApiError> {
+    pub async fn json_body<T: FromBody>(&mut self) -> Result<T, ApiError> {
         body::check_headers(
             self.header("Content-Type").as_deref(),
             self.header("Content-Length").as_deref(),
@@ -76,9 +75,7 @@ impl Ctx<'_> {
     }
 
     /// As [`Ctx::json_body`], for an optional body: none at all is `T::default()`.
-    pub async fn optional_json_body<T: DeserializeOwned + Default>(
-        &mut self,
-    ) -> Result<T, ApiError> {
+    pub async fn optional_json_body<T: FromBody + Default>(&mut self) -> Result<T, ApiError> {
         let empty = self.req.inner().body().is_none()
             || (self.header("Content-Length").as_deref() == Some("0")
                 && self.header("Content-Type").is_none());
