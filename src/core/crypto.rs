@@ -5,14 +5,12 @@
 //! readable. Every seal draws a fresh random 96-bit nonce. The associated data binds a
 //! ciphertext to its team and provider: copied to another row, it no longer opens.
 
-use std::collections::BTreeMap;
-
 use aes_gcm::{
     aead::{Aead, Payload},
     Aes256Gcm, Key, KeyInit, Nonce,
 };
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
-use serde::Deserialize;
+use serde_json::Value;
 
 use super::{config::ConfigError, ids::fill_random};
 
@@ -34,15 +32,8 @@ pub enum OpenError {
 
 pub struct KeyRing {
     active: String,
-    keys: BTreeMap<String, Aes256Gcm>,
-}
-
-/// `CREDENTIAL_KEYS`: `{"active": "<id>", "keys": {"<id>": "<base64 of 32 bytes>", ...}}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyRingConfig {
-    active: String,
-    keys: BTreeMap<String, String>,
+    /// A handful at most: looked up by a scan.
+    keys: Vec<(String, Aes256Gcm)>,
 }
 
 fn valid_key_id(id: &str) -> bool {
@@ -55,11 +46,26 @@ fn valid_key_id(id: &str) -> bool {
 impl KeyRing {
     pub fn from_config(text: &str) -> Result<KeyRing, ConfigError> {
         let bad = |problem| ConfigError::invalid("CREDENTIAL_KEYS", problem);
-        let config: KeyRingConfig = serde_json::from_slice(text.as_bytes()).map_err(|_| {
-            bad("must be JSON: {\"active\": \"<id>\", \"keys\": {\"<id>\": \"<base64>\"}}")
-        })?;
-        let mut keys = BTreeMap::new();
-        for (id, encoded) in &config.keys {
+        // `CREDENTIAL_KEYS`: `{"active": "<id>", "keys": {"<id>": "<base64 of 32 bytes>", ...}}`,
+        // and nothing else.
+        let shape =
+            || bad("must be JSON: {\"active\": \"<id>\", \"keys\": {\"<id>\": \"<base64>\"}}");
+        let config = super::json::parse(text.as_bytes()).ok_or_else(shape)?;
+        let members = config.as_object().ok_or_else(shape)?;
+        let active = config
+            .get("active")
+            .and_then(Value::as_str)
+            .ok_or_else(shape)?;
+        let listed = config
+            .get("keys")
+            .and_then(Value::as_object)
+            .ok_or_else(shape)?;
+        if members.len() != 2 {
+            return Err(shape());
+        }
+        let mut keys = Vec::new();
+        for (id, encoded) in listed {
+            let encoded = encoded.as_str().ok_or_else(shape)?;
             if !valid_key_id(id) {
                 return Err(bad("key ids are 1-64 characters of A-Z a-z 0-9 - _"));
             }
@@ -68,18 +74,23 @@ impl KeyRing {
             if bytes.len() != 32 {
                 return Err(bad("every key must be 32 bytes (AES-256)"));
             }
-            keys.insert(
+            keys.push((
                 id.clone(),
                 Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&bytes)),
-            );
+            ));
         }
-        if !keys.contains_key(&config.active) {
+        let ring = KeyRing {
+            active: active.to_string(),
+            keys,
+        };
+        if ring.key(active).is_none() {
             return Err(bad("\"active\" must name one of \"keys\""));
         }
-        Ok(KeyRing {
-            active: config.active,
-            keys,
-        })
+        Ok(ring)
+    }
+
+    fn key(&self, id: &str) -> Option<&Aes256Gcm> {
+        self.keys.iter().find(|(k, _)| k == id).map(|(_, c)| c)
     }
 
     pub fn active_key_id(&self) -> &str {
@@ -99,7 +110,9 @@ impl KeyRing {
         associated_data: &[u8],
         nonce: [u8; NONCE_LEN],
     ) -> String {
-        let cipher = &self.keys[&self.active];
+        let cipher = self
+            .key(&self.active)
+            .expect("the active key is in the ring");
         let sealed = cipher
             .encrypt(
                 Nonce::from_slice(&nonce),
@@ -121,7 +134,7 @@ impl KeyRing {
 
     pub fn open(&self, blob: &str, associated_data: &[u8]) -> Result<Vec<u8>, OpenError> {
         let (key_id, bytes) = parse_blob(blob)?;
-        let cipher = self.keys.get(key_id).ok_or(OpenError::UnknownKey)?;
+        let cipher = self.key(key_id).ok_or(OpenError::UnknownKey)?;
         let (nonce, sealed) = bytes.split_at(NONCE_LEN);
         cipher
             .decrypt(
@@ -293,6 +306,8 @@ mod tests {
             r#"{{"active": "k1", "keys": {{"k1": "{K1}"}}, "x": 1}}"#
         ))
         .is_some());
+        assert!(cfg(r#"{"active": "k1", "keys": {"k1": 1}}"#).is_some());
+        assert!(cfg(r#"{"active": 1, "keys": {}}"#).is_some());
         assert!(cfg(&format!(r#"{{"active": "k1", "keys": {{"k1": "{K1}"}}}}"#)).is_none());
     }
 
