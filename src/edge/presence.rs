@@ -7,7 +7,7 @@
 //! dozen bytes whatever the team's size. Entries not refreshed for a day are dropped when
 //! the object reads them.
 
-use std::{cell::RefCell, collections::BTreeMap};
+use std::{cell::RefCell, collections::HashMap};
 
 use wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
@@ -48,7 +48,7 @@ pub struct AgentPresence {
     state: State,
     test_hooks: bool,
     /// `None` until loaded from storage. Never borrowed across an `.await`.
-    seen: RefCell<Option<BTreeMap<String, Seen>>>,
+    seen: RefCell<Option<HashMap<String, Seen>>>,
 }
 
 impl AgentPresence {
@@ -59,7 +59,7 @@ impl AgentPresence {
         // The object stores nothing but entries, and the whole list is what it loads; a
         // prefix in ListOptions would go through serde_wasm_bindgen.
         let listed = self.state.storage().list().await?;
-        let mut loaded = BTreeMap::new();
+        let mut loaded = HashMap::new();
         listed.for_each(&mut |value, key| {
             let entry = key.as_string().is_some_and(|k| k.starts_with(PREFIX));
             if let Some(seen) = value
@@ -101,7 +101,7 @@ impl DurableObject for AgentPresence {
                 let text = seen.to_json();
                 {
                     let mut slot = self.seen.borrow_mut();
-                    let map = slot.get_or_insert_with(BTreeMap::new);
+                    let map = slot.get_or_insert_with(HashMap::new);
                     // Heartbeats can arrive out of order; the latest wins.
                     if map
                         .get(&seen.agent_id)
@@ -120,7 +120,7 @@ impl DurableObject for AgentPresence {
             Message::Read { now, .. } => {
                 let (current, stale): (Vec<Seen>, Vec<String>) = {
                     let mut slot = self.seen.borrow_mut();
-                    let map = slot.get_or_insert_with(BTreeMap::new);
+                    let map = slot.get_or_insert_with(HashMap::new);
                     let stale: Vec<String> = map
                         .values()
                         .filter(|s| now - s.last_seen > FORGET_AFTER_MS)
