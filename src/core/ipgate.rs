@@ -79,9 +79,12 @@ impl KnownKeys {
             Some(entry) => entry.1 = entry.1.max(now),
             None => self.entries.push((hash.to_string(), now)),
         }
-        if self.entries.len() > MAX_KNOWN {
-            self.entries.sort_by_key(|(_, at)| std::cmp::Reverse(*at));
-            self.entries.truncate(MAX_KNOWN);
+        // One over, unless a stored list was longer: the least recently seen go.
+        while self.entries.len() > MAX_KNOWN {
+            let oldest = (0..self.entries.len()).min_by_key(|&i| self.entries[i].1);
+            if let Some(i) = oldest {
+                self.entries.swap_remove(i);
+            }
         }
     }
 

@@ -22,7 +22,7 @@ use jwt_compact::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::core::{config::ConfigError, time::UnixMillis};
+use crate::core::{config::ConfigError, json::Obj, time::UnixMillis};
 
 /// RSA keys shorter than this are refused when `JWT_JWKS` is parsed.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -389,13 +389,13 @@ fn public_key(jwk: &Value) -> Result<PublicKey, ConfigError> {
         }
         _ => return Err(bad("only EC P-256, OKP Ed25519 and RSA keys are supported")),
     };
-    let public: serde_json::Map<String, Value> = members
-        .iter()
-        .map(|m| (m.to_string(), jwk[*m].clone()))
-        .collect();
+    // Every member named here was read as a string above.
+    let public = members.iter().fold(Obj::new(), |o, m| {
+        o.str(m, jwk[*m].as_str().unwrap_or_default())
+    });
     Ok(PublicKey {
         alg,
-        jwk: Value::Object(public).to_string(),
+        jwk: public.done(),
         signature_len,
         #[cfg(not(target_arch = "wasm32"))]
         native: native::NativeKey::parse(alg, jwk),
