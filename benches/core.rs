@@ -29,6 +29,7 @@ use edge_credentials::core::{
     credentials::{self, CredentialRecord, PutCredential, Status},
     crypto::{credential_aad, KeyRing},
     ids,
+    json::ToJson,
     log::RequestLog,
     providers,
     ratelimit::{client_ip_key, rate_limit_headers, HeaderEntry, Policy, WindowState},
@@ -278,7 +279,7 @@ fn serialization(c: &mut Criterion) {
     g.bench_function("response_json_and_etag", |b| {
         b.iter(|| {
             let r = black_box(&r);
-            (serde_json::to_string(&r.view()).unwrap(), r.etag())
+            (r.view().to_json(), r.etag())
         })
     });
     g.bench_function("preview", |b| {
@@ -340,7 +341,7 @@ fn pipeline(c: &mut Criterion) {
         )
     };
     let back = |request_id: String, template, team: String, user: String, r: &CredentialRecord| {
-        let body = serde_json::to_string(&r.view()).unwrap();
+        let body = r.view().to_json();
         let etag = r.etag();
         let (policy, state) = rate_limit_headers(&[HeaderEntry {
             name: "ip",

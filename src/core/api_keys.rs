@@ -1,12 +1,11 @@
 //! Team API keys as records and as the API shows them.
 
-use serde::Serialize;
-
 use super::{
     access::{Actor, Scope},
     auth::api_key::KeyKind,
     body::{required, Fields, FromBody},
     error::ApiError,
+    json::{self, Obj, ToJson},
     teams::validate_text,
     time::{parse_rfc3339, rfc3339, UnixMillis},
 };
@@ -163,34 +162,37 @@ impl ApiKeyRecord {
     }
 
     /// `key` is `Some` only in the response that creates the key.
-    pub fn view(&self, key: Option<&str>) -> serde_json::Value {
-        #[derive(Serialize)]
-        struct View<'a> {
-            id: &'a str,
-            name: &'a str,
-            kind: &'static str,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            key: Option<&'a str>,
-            key_preview: &'a str,
-            scopes: Vec<&'static str>,
-            created_at: String,
-            expires_at: Option<String>,
-            last_used_at: Option<String>,
-            revoked_at: Option<String>,
+    /// `key` is `Some` only in the response that creates the key.
+    pub fn view<'a>(&'a self, key: Option<&'a str>) -> ApiKeyView<'a> {
+        ApiKeyView { record: self, key }
+    }
+}
+
+/// A key as the API shows it; `key` (the secret) is left out when `None`.
+pub struct ApiKeyView<'a> {
+    record: &'a ApiKeyRecord,
+    key: Option<&'a str>,
+}
+
+impl ToJson for ApiKeyView<'_> {
+    fn to_json(&self) -> String {
+        let (r, key) = (self.record, self.key);
+        let mut o = Obj::new()
+            .str("id", &r.id)
+            .str("name", &r.name)
+            .str("kind", r.kind.as_str());
+        if let Some(key) = key {
+            o = o.str("key", key);
         }
-        serde_json::to_value(View {
-            id: &self.id,
-            name: &self.name,
-            kind: self.kind.as_str(),
-            key,
-            key_preview: &self.key_preview,
-            scopes: self.scopes.iter().map(|s| s.as_str()).collect(),
-            created_at: rfc3339(self.created_at),
-            expires_at: self.expires_at.map(rfc3339),
-            last_used_at: self.last_used_at.map(rfc3339),
-            revoked_at: self.revoked_at.map(rfc3339),
-        })
-        .unwrap_or_default()
+        let scopes = json::array(&r.scopes, |out, s| json::quote(out, s.as_str()));
+        let at = |t: Option<UnixMillis>| t.map(rfc3339);
+        o.str("key_preview", &r.key_preview)
+            .raw("scopes", &scopes)
+            .str("created_at", &rfc3339(r.created_at))
+            .opt_str("expires_at", at(r.expires_at).as_deref())
+            .opt_str("last_used_at", at(r.last_used_at).as_deref())
+            .opt_str("revoked_at", at(r.revoked_at).as_deref())
+            .done()
     }
 }
 
@@ -266,8 +268,12 @@ mod tests {
         assert!(k.needs_last_used_update(NOW + 60_000));
         k.revoked_at = Some(NOW);
         assert!(!k.is_usable(NOW));
-        let view = k.view(None);
+        let view = serde_json::from_str::<serde_json::Value>(&k.view(None).to_json()).unwrap();
         assert!(view.get("key").is_none());
+        let created = k.view(Some("sk-new")).to_json();
+        let created = serde_json::from_str::<serde_json::Value>(&created).unwrap();
+        assert_eq!(created["key"], "sk-new");
+        assert_eq!(created["revoked_at"], view["revoked_at"]);
         assert_eq!(
             view["scopes"],
             serde_json::json!(["cloud_providers:read", "cloud_providers:write"])

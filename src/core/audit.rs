@@ -1,8 +1,12 @@
 //! The audit trail: one event per change, written in the same D1 batch as the change.
 
-use serde::Serialize;
-
-use super::{error::ApiError, ids::parse_uuid, time::rfc3339, time::UnixMillis};
+use super::{
+    error::ApiError,
+    ids::parse_uuid,
+    json::{Obj, ToJson},
+    time::rfc3339,
+    time::UnixMillis,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditEvent {
@@ -18,7 +22,6 @@ pub struct AuditEvent {
     pub request_id: String,
 }
 
-#[derive(Serialize)]
 pub struct AuditEventView<'a> {
     pub id: &'a str,
     pub team_id: &'a str,
@@ -29,6 +32,22 @@ pub struct AuditEventView<'a> {
     pub subject: Option<&'a str>,
     pub created_at: String,
     pub request_id: &'a str,
+}
+
+impl ToJson for AuditEventView<'_> {
+    fn to_json(&self) -> String {
+        Obj::new()
+            .str("id", self.id)
+            .str("team_id", self.team_id)
+            .str("actor_kind", self.actor_kind)
+            .str("actor_id", self.actor_id)
+            .str("action", self.action)
+            .opt_str("provider", self.provider)
+            .opt_str("subject", self.subject)
+            .str("created_at", &self.created_at)
+            .str("request_id", self.request_id)
+            .done()
+    }
 }
 
 impl AuditEvent {

@@ -1,10 +1,9 @@
 //! A team's provider credential: requests, the masked preview, the record and its ETag.
 
-use serde::Serialize;
-
 use super::{
     body::{required, Fields, FromBody},
     error::{ApiError, ErrorKind},
+    json::{Obj, ToJson},
     providers::{self, Provider},
     time::{rfc3339, UnixMillis},
     verify::{Verification, VerificationView},
@@ -131,7 +130,6 @@ pub struct CredentialRecord {
     pub last_used_at: Option<UnixMillis>,
 }
 
-#[derive(Serialize)]
 pub struct CredentialView<'a> {
     pub provider_name: &'static str,
     pub credential_status: &'static str,
@@ -141,6 +139,21 @@ pub struct CredentialView<'a> {
     pub key_preview: &'a str,
     pub verification: VerificationView,
     pub last_used_at: Option<String>,
+}
+
+impl ToJson for CredentialView<'_> {
+    fn to_json(&self) -> String {
+        Obj::new()
+            .str("provider_name", self.provider_name)
+            .str("credential_status", self.credential_status)
+            .bool("cloud_fallback", self.cloud_fallback)
+            .str("created_at", &self.created_at)
+            .str("updated_at", &self.updated_at)
+            .str("key_preview", self.key_preview)
+            .raw("verification", &self.verification.to_json())
+            .opt_str("last_used_at", self.last_used_at.as_deref())
+            .done()
+    }
 }
 
 impl CredentialRecord {
@@ -386,7 +399,7 @@ mod tests {
 
     #[test]
     fn the_view_is_the_seed_shape_with_verification_and_last_use() {
-        let v = serde_json::to_value(record(1).view()).unwrap();
+        let v = serde_json::from_str::<serde_json::Value>(&record(1).view().to_json()).unwrap();
         assert_eq!(
             v,
             serde_json::json!({

@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use super::json::Obj;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
     InvalidRequest,
@@ -131,8 +133,11 @@ impl ApiError {
     }
 
     pub fn body(&self) -> String {
-        serde_json::json!({"error": {"type": self.kind.type_name(), "message": self.message}})
-            .to_string()
+        let error = Obj::new()
+            .str("type", self.kind.type_name())
+            .str("message", &self.message)
+            .done();
+        Obj::new().raw("error", &error).done()
     }
 }
 

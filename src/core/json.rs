@@ -1,11 +1,12 @@
-//! Hand-written JSON for what the worker writes and reads itself: the messages between an
-//! isolate and its Durable Objects, what those objects store, and the configuration.
+//! Hand-written JSON for everything the worker writes and reads itself: responses, log
+//! lines, the messages between an isolate and its Durable Objects, what those objects
+//! store, and the configuration. (Request bodies: `core/body.rs`, on the same parser.)
 //!
-//! Every text is parsed into a `serde_json::Value` (one parser, linked anyway) and read from
-//! there by hand, and written with [`Obj`]. serde's derives would instead generate a
-//! deserializer and a serializer per type: on 2026-12-07 those were most of serde_json's
-//! 85 KB of wasm code (issue 16, BENCHMARKS.md). The formats are the ones the derives wrote,
-//! so stored state and messages from a previous version still read.
+//! Every text is parsed into a `serde_json::Value` (one parser, linked anyway: jwt-compact
+//! needs it) and read from there by hand, and written with [`Obj`]. serde's derives would
+//! instead generate a deserializer and a serializer per type: on 2026-12-07 those were most
+//! of serde_json's 85 KB of wasm code (issue 16, BENCHMARKS.md). The formats are the ones
+//! the derives wrote, so stored state and messages from a previous version still read.
 
 use serde_json::Value;
 
@@ -94,6 +95,11 @@ pub fn quote(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// A value the worker writes as JSON.
+pub trait ToJson {
+    fn to_json(&self) -> String;
+}
+
 /// A JSON object written member by member, in order.
 pub struct Obj(String);
 
@@ -127,6 +133,26 @@ impl Obj {
         let mut o = self.key(name);
         o.0.push_str(if value { "true" } else { "false" });
         o
+    }
+
+    /// `null` for `None`.
+    pub fn opt_str(self, name: &str, value: Option<&str>) -> Obj {
+        match value {
+            Some(v) => self.str(name, v),
+            None => self.raw(name, "null"),
+        }
+    }
+
+    /// `null` for `None`.
+    pub fn opt_int(self, name: &str, value: Option<i64>) -> Obj {
+        match value {
+            Some(v) => self.int(name, v),
+            None => self.raw(name, "null"),
+        }
+    }
+
+    pub fn list<T: ToJson>(self, name: &str, items: &[T]) -> Obj {
+        self.raw(name, &array(items, |o, item| o.push_str(&item.to_json())))
     }
 
     /// A member whose value is already JSON text.

@@ -2,14 +2,13 @@
 //! task goes. Pure: presence comes in as last-seen times, the time is a parameter, and
 //! the decision is made when asked, so nothing depends on an alarm firing.
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::{
     body::{Fields, FromBody},
     credentials::CredentialRecord,
     error::{ApiError, ErrorKind},
-    json::{self, Obj},
+    json::{self, Obj, ToJson},
     time::{rfc3339, UnixMillis},
     verify::State,
 };
@@ -92,13 +91,24 @@ pub struct DeviceKey {
     pub name: String,
 }
 
-#[derive(Serialize)]
 pub struct AgentView {
     pub agent_id: String,
     pub name: String,
     pub online: bool,
     pub last_seen_at: Option<String>,
     pub version: Option<String>,
+}
+
+impl ToJson for AgentView {
+    fn to_json(&self) -> String {
+        Obj::new()
+            .str("agent_id", &self.agent_id)
+            .str("name", &self.name)
+            .bool("online", self.online)
+            .opt_str("last_seen_at", self.last_seen_at.as_deref())
+            .opt_str("version", self.version.as_deref())
+            .done()
+    }
 }
 
 /// The listing: every usable device key, with what presence says of it.
@@ -238,14 +248,26 @@ pub fn online(devices: &[DeviceKey], seen: &[Seen], now: UnixMillis, ttl_secs: u
         .collect()
 }
 
-#[derive(Serialize)]
 pub struct RouteView<'a> {
     pub target: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Left out when `None`.
     pub agent_id: Option<&'a str>,
     pub reason: &'static str,
     pub agents_online: usize,
     pub decided_at: String,
+}
+
+impl ToJson for RouteView<'_> {
+    fn to_json(&self) -> String {
+        let mut o = Obj::new().str("target", self.target);
+        if let Some(id) = self.agent_id {
+            o = o.str("agent_id", id);
+        }
+        o.str("reason", self.reason)
+            .int("agents_online", self.agents_online as i64)
+            .str("decided_at", &self.decided_at)
+            .done()
+    }
 }
 
 impl Target {
@@ -271,14 +293,15 @@ impl Target {
 
 /// The 503 `no_compute_available`: the contract's error shape, whose `error` object also
 /// carries the decision's `reason`, `agents_online` and `decided_at`.
-pub fn no_compute_body(why: NoCompute, agents_online: usize, now: UnixMillis) -> serde_json::Value {
-    serde_json::json!({"error": {
-        "type": ErrorKind::NoComputeAvailable.type_name(),
-        "message": why.message(),
-        "reason": why.reason(),
-        "agents_online": agents_online,
-        "decided_at": rfc3339(now),
-    }})
+pub fn no_compute_body(why: NoCompute, agents_online: usize, now: UnixMillis) -> String {
+    let error = Obj::new()
+        .str("type", ErrorKind::NoComputeAvailable.type_name())
+        .str("message", why.message())
+        .str("reason", why.reason())
+        .int("agents_online", agents_online as i64)
+        .str("decided_at", &rfc3339(now))
+        .done();
+    Obj::new().raw("error", &error).done()
 }
 
 #[cfg(test)]
@@ -395,12 +418,26 @@ mod tests {
 
     #[test]
     fn answers_carry_reason_count_and_time() {
-        let v = serde_json::to_value(Target::ComfyCloud.view(0, NOW)).unwrap();
+        let v =
+            serde_json::from_str::<serde_json::Value>(&Target::ComfyCloud.view(0, NOW).to_json())
+                .unwrap();
         assert_eq!(
             v,
             serde_json::json!({"target": "comfy_cloud", "reason": "no_local_agent", "agents_online": 0, "decided_at": "2025-06-15T15:06:40Z"})
         );
-        let e = no_compute_body(NoCompute::KeyRejected, 0, NOW);
+        let local = Target::Local {
+            agent_id: "a1".into(),
+        };
+        let v = serde_json::from_str::<serde_json::Value>(&local.view(2, NOW).to_json()).unwrap();
+        assert_eq!(v["target"], "local");
+        assert_eq!(v["agent_id"], "a1");
+        assert_eq!(v["agents_online"], 2);
+        let e = serde_json::from_str::<serde_json::Value>(&no_compute_body(
+            NoCompute::KeyRejected,
+            0,
+            NOW,
+        ))
+        .unwrap();
         assert_eq!(e["error"]["type"], "no_compute_available");
         assert_eq!(e["error"]["reason"], "provider_rejected_key");
         assert!(e["error"]["message"].as_str().unwrap().contains("rejected"));

@@ -1,11 +1,10 @@
 //! Teams and their members: request validation and response shapes.
 
-use serde::Serialize;
-
 use super::{
     access::Role,
     body::{required, Fields, FromBody},
     error::ApiError,
+    json::{Obj, ToJson},
     time::rfc3339,
     time::UnixMillis,
 };
@@ -135,12 +134,32 @@ pub struct MemberRecord {
     pub added_at: UnixMillis,
 }
 
-#[derive(Serialize)]
 pub struct TeamView<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub role: &'static str,
     pub created_at: String,
+}
+
+impl ToJson for TeamView<'_> {
+    fn to_json(&self) -> String {
+        Obj::new()
+            .str("id", self.id)
+            .str("name", self.name)
+            .str("role", self.role)
+            .str("created_at", &self.created_at)
+            .done()
+    }
+}
+
+impl ToJson for MemberView<'_> {
+    fn to_json(&self) -> String {
+        Obj::new()
+            .str("user_id", self.user_id)
+            .str("role", self.role)
+            .str("added_at", &self.added_at)
+            .done()
+    }
 }
 
 impl TeamRecord {
@@ -154,7 +173,6 @@ impl TeamRecord {
     }
 }
 
-#[derive(Serialize)]
 pub struct MemberView<'a> {
     pub user_id: &'a str,
     pub role: &'static str,

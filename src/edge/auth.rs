@@ -272,13 +272,20 @@ fn touch_after_response(ctx: &Ctx<'_>, key_id: String) {
     let (env, now) = (ctx.env.clone(), ctx.now);
     ctx.context.wait_until(async move {
         let touched = match Repo::new(&env) {
-            Ok(repo) => repo.touch_api_key(&key_id, now, LAST_USED_RESOLUTION_MS).await,
+            Ok(repo) => {
+                repo.touch_api_key(&key_id, now, LAST_USED_RESOLUTION_MS)
+                    .await
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = touched {
             worker::console_error!(
                 "{}",
-                serde_json::json!({"job": "touch_api_key", "key_id": key_id, "error": e.internal_detail})
+                crate::core::json::Obj::new()
+                    .str("job", "touch_api_key")
+                    .str("key_id", &key_id)
+                    .opt_str("error", e.internal_detail.as_deref())
+                    .done()
             );
         }
     });

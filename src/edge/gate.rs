@@ -340,7 +340,10 @@ pub async fn report_success(env: Env, ip_key: String, hash: String) {
         MEMORY.with(|m| m.borrow_mut().forget_report(&ip_key, &hash));
         worker::console_error!(
             "{}",
-            serde_json::json!({"job": "report_key_success", "error": e.to_string()})
+            crate::core::json::Obj::new()
+                .str("job", "report_key_success")
+                .str("error", &e.to_string())
+                .done()
         );
     }
 }

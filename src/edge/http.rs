@@ -1,14 +1,23 @@
 //! Turning core values into `worker` responses.
 
-use crate::core::error::{ApiError, ErrorKind};
-use serde::Serialize;
+use crate::core::{
+    error::{ApiError, ErrorKind},
+    json::{Obj, ToJson},
+};
 use worker::{Headers, Response, ResponseBuilder};
 
-pub fn json<T: Serialize>(status: u16, body: &T) -> Response {
-    match serde_json::to_string(body) {
-        Ok(text) => with_body(status, text),
-        Err(e) => error(&ApiError::internal(format!("serialize response: {e}"))),
-    }
+/// `body` is JSON text (`core/json.rs`).
+pub fn json(status: u16, body: String) -> Response {
+    with_body(status, body)
+}
+
+/// One page of a list: `{"<name>": [...], "next_cursor": <string or null>}`.
+pub fn page<T: ToJson>(name: &str, items: &[T], next_cursor: Option<&str>) -> Response {
+    let body = Obj::new()
+        .list(name, items)
+        .opt_str("next_cursor", next_cursor)
+        .done();
+    json(200, body)
 }
 
 pub fn error(e: &ApiError) -> Response {

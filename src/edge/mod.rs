@@ -16,6 +16,7 @@ mod rotation;
 mod settings;
 mod webcrypto;
 
+use crate::core::json::Obj;
 use worker::{
     console_error, event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent,
 };
@@ -36,7 +37,11 @@ async fn prune_audit(
         .await?;
     worker::console_log!(
         "{}",
-        serde_json::json!({"job": "audit_retention", "deleted": deleted, "retention_days": config.audit_retention_days})
+        Obj::new()
+            .str("job", "audit_retention")
+            .int("deleted", deleted as i64)
+            .int("retention_days", config.audit_retention_days.into())
+            .done()
     );
     Ok(())
 }
@@ -65,7 +70,10 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     if let Err(e) = outcome {
         console_error!(
             "{}",
-            serde_json::json!({"job": "reencrypt_credentials", "error": e.internal_detail})
+            Obj::new()
+                .str("job", "reencrypt_credentials")
+                .opt_str("error", e.internal_detail.as_deref())
+                .done()
         );
     }
 }

@@ -3,7 +3,6 @@
 //! writes: a row is only replaced while it still holds the blob that was re-sealed, and a
 //! row that cannot be opened is left exactly as it is and reported.
 
-use serde::Serialize;
 use worker::{console_log, Env};
 
 use super::{
@@ -16,12 +15,13 @@ use crate::core::{
     crypto::{credential_aad, KeyRing},
     error::ApiError,
     ids::new_id,
+    json::Obj,
 };
 
 /// The job's name, in its log line and as the key of its cursor in `job_cursors`.
 const JOB: &str = "reencrypt_credentials";
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default)]
 pub struct RotationReport {
     pub job: &'static str,
     pub active_key_id: String,
@@ -33,6 +33,21 @@ pub struct RotationReport {
     pub complete: bool,
     /// Where this run started: after the row the last run stopped at, or at the top.
     pub resumed: bool,
+}
+
+impl RotationReport {
+    /// The job's log line.
+    pub fn to_json(&self) -> String {
+        Obj::new()
+            .str("job", self.job)
+            .str("active_key_id", &self.active_key_id)
+            .int("reencrypted", self.reencrypted as i64)
+            .int("skipped", self.skipped as i64)
+            .int("failed", self.failed as i64)
+            .bool("complete", self.complete)
+            .bool("resumed", self.resumed)
+            .done()
+    }
 }
 
 pub async fn run(env: &Env, config: &Config) -> Result<RotationReport, ApiError> {
@@ -108,6 +123,6 @@ pub async fn run(env: &Env, config: &Config) -> Result<RotationReport, ApiError>
     };
     repo.save_job_cursor(JOB, active, cursor, app::now())
         .await?;
-    console_log!("{}", serde_json::to_string(&report).unwrap_or_default());
+    console_log!("{}", report.to_json());
     Ok(report)
 }

@@ -100,11 +100,16 @@ pub async fn verify(key: &PublicKey, message: &[u8], signature: &[u8]) -> bool {
         Err(e) => {
             worker::console_error!(
                 "{}",
-                serde_json::json!({
-                    "error": "WebCrypto could not check a JWT_JWKS signature",
-                    "alg": key.alg.name(),
-                    "detail": e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())),
-                })
+                crate::core::json::Obj::new()
+                    .str("error", "WebCrypto could not check a JWT_JWKS signature")
+                    .str("alg", key.alg.name())
+                    .opt_str(
+                        "detail",
+                        e.dyn_ref::<js_sys::Error>()
+                            .map(|e| String::from(e.message()))
+                            .as_deref(),
+                    )
+                    .done()
             );
             false
         }

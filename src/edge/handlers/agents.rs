@@ -9,6 +9,7 @@ use super::credentials::audit;
 use crate::core::{
     access::Actor,
     error::{ApiError, ErrorKind},
+    json::{Obj, ToJson},
     pages::{page_of, uuid_cursor},
     presence::{self, DeviceKey, Heartbeat, RouteRequest, Seen},
     providers,
@@ -59,10 +60,13 @@ pub async fn heartbeat(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         .map_err(presence_unavailable)?;
     Ok(http::json(
         200,
-        &serde_json::json!({
-            "agent_id": key_id,
-            "next_heartbeat_in": presence::HEARTBEAT_INTERVAL_SECS,
-        }),
+        Obj::new()
+            .str("agent_id", key_id)
+            .int(
+                "next_heartbeat_in",
+                presence::HEARTBEAT_INTERVAL_SECS.into(),
+            )
+            .done(),
     ))
 }
 
@@ -95,10 +99,7 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     .await?;
     let (devices, next_cursor) = page_of(devices, page.limit, |d| d.id.clone());
     let agents = presence::agents(&devices, &seen, ctx.now, ctx.config.agent_ttl_secs);
-    Ok(http::json(
-        200,
-        &serde_json::json!({ "agents": agents, "next_cursor": next_cursor }),
-    ))
+    Ok(http::page("agents", &agents, next_cursor.as_deref()))
 }
 
 /// `POST /api/v1/tasks/route`: a local agent, else ComfyUI Cloud when fallback allows it,
@@ -123,10 +124,13 @@ pub async fn route(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         ctx.repo.insert_audit_event(&event).await?;
     }
     match decision {
-        Ok(target) => Ok(http::json(200, &target.view(online.len(), ctx.now))),
+        Ok(target) => Ok(http::json(
+            200,
+            target.view(online.len(), ctx.now).to_json(),
+        )),
         Err(why) => Ok(http::json(
             ErrorKind::NoComputeAvailable.status(),
-            &presence::no_compute_body(why, online.len(), ctx.now),
+            presence::no_compute_body(why, online.len(), ctx.now),
         )),
     }
 }

@@ -6,6 +6,7 @@ use crate::core::{
     auth::api_key,
     error::ApiError,
     ids::{new_id, parse_uuid},
+    json::ToJson,
     pages::{page_of, uuid_cursor},
     routes::Matched,
     teams::cap_reached,
@@ -42,7 +43,7 @@ pub async fn create(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         ));
     }
     // The only time the key is ever shown.
-    Ok(http::json(201, &record.view(Some(&key))))
+    Ok(http::json(201, record.view(Some(&key)).to_json()))
 }
 
 pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
@@ -60,10 +61,7 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         .await?;
     let (keys, next_cursor) = page_of(keys, page.limit, |k| k.id.clone());
     let views: Vec<_> = keys.iter().map(|k| k.view(None)).collect();
-    Ok(http::json(
-        200,
-        &serde_json::json!({ "api_keys": views, "next_cursor": next_cursor }),
-    ))
+    Ok(http::page("api_keys", &views, next_cursor.as_deref()))
 }
 
 /// Revocation is immediate: authentication reads the key's row on every request.
@@ -80,5 +78,5 @@ pub async fn revoke(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Response
         .revoke_api_key(actor.team_id().unwrap_or_default(), &id, ctx.now, &event)
         .await?
         .ok_or_else(not_found)?;
-    Ok(http::json(200, &record.view(None)))
+    Ok(http::json(200, record.view(None).to_json()))
 }

@@ -18,8 +18,5 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         .await?;
     let (events, next_cursor) = page_of(events, page.limit, |e| e.id.clone());
     let views: Vec<_> = events.iter().map(|e| e.view()).collect();
-    Ok(http::json(
-        200,
-        &serde_json::json!({ "audit_events": views, "next_cursor": next_cursor }),
-    ))
+    Ok(http::page("audit_events", &views, next_cursor.as_deref()))
 }

@@ -11,6 +11,7 @@ use crate::core::{
     crypto::{credential_aad, KeyRing},
     error::{ApiError, ErrorKind},
     ids::new_id,
+    json::ToJson,
     providers::Provider,
     routes::Matched,
     verify::{rejected_on_save, State, Verification},
@@ -30,7 +31,7 @@ use crate::edge::{
 const ATTEMPTS: usize = 3;
 
 fn respond(record: &CredentialRecord) -> Response {
-    let response = http::json(200, &record.view());
+    let response = http::json(200, record.view().to_json());
     let _ = response.headers().set("ETag", &record.etag());
     response
 }
@@ -307,9 +308,10 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     let (records, next_cursor) =
         crate::core::pages::page_of(records, page.limit, |r| r.provider.name.to_string());
     let views: Vec<_> = records.iter().map(CredentialRecord::view).collect();
-    Ok(http::json(
-        200,
-        &serde_json::json!({ "cloud_providers": views, "next_cursor": next_cursor }),
+    Ok(http::page(
+        "cloud_providers",
+        &views,
+        next_cursor.as_deref(),
     ))
 }
 

@@ -8,6 +8,7 @@ use crate::core::{
     credentials::{if_match_version, version_etag},
     error::ApiError,
     ids::new_id,
+    json::ToJson,
     pages::{encode_member_cursor, member_cursor, page_of, uuid_cursor},
     routes::Matched,
     teams::{
@@ -51,7 +52,7 @@ pub async fn create_team(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         return Err(teams_cap_reached(ctx.config.max_teams_per_user));
     }
     ctx.log.team_id = Some(team.id.clone());
-    Ok(http::json(201, &team.view()))
+    Ok(http::json(201, team.view().to_json()))
 }
 
 pub async fn list_teams(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
@@ -64,10 +65,7 @@ pub async fn list_teams(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         .await?;
     let (teams, next_cursor) = page_of(teams, page.limit, |t| t.id.clone());
     let views: Vec<_> = teams.iter().map(TeamRecord::view).collect();
-    Ok(http::json(
-        200,
-        &serde_json::json!({ "teams": views, "next_cursor": next_cursor }),
-    ))
+    Ok(http::page("teams", &views, next_cursor.as_deref()))
 }
 
 /// The caller, for the team's own endpoints: a JWT user of the team (`X-Team-ID`) only.
@@ -79,7 +77,7 @@ async fn team_member(ctx: &mut Ctx<'_>) -> Result<Actor, ApiError> {
 }
 
 fn team_response(status: u16, state: &TeamState) -> Response {
-    let response = http::json(status, &state.team.view());
+    let response = http::json(status, state.team.view().to_json());
     let _ = response.headers().set("ETag", &version_etag(state.version));
     response
 }
@@ -171,10 +169,7 @@ pub async fn list_members(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         encode_member_cursor(m.added_at, &m.user_id)
     });
     let views: Vec<_> = members.iter().map(|m| m.view()).collect();
-    Ok(http::json(
-        200,
-        &serde_json::json!({ "members": views, "next_cursor": next_cursor }),
-    ))
+    Ok(http::page("members", &views, next_cursor.as_deref()))
 }
 
 /// Adds a member or changes their role. D1 decides in the one statement, with the caller's
@@ -203,7 +198,7 @@ pub async fn set_member(ctx: &mut Ctx<'_>, matched: &Matched<'_>) -> Result<Resp
         )
         .await?
     {
-        Some(member) => Ok(http::json(200, &member.view())),
+        Some(member) => Ok(http::json(200, member.view().to_json())),
         None => Err(refusal(ctx, team_id, actor.id(), &user_id, Some(new_role)).await),
     }
 }
