@@ -15,6 +15,53 @@ pub fn parse(text: &[u8]) -> Option<Value> {
     serde_json::from_slice(text).ok()
 }
 
+/// As [`parse`], but a text that repeats a key in any object is refused too: serde_json
+/// keeps the last of two, and a text that says two things must not be read as either.
+pub fn parse_strict(text: &[u8]) -> Option<Value> {
+    let parsed = parse(text)?;
+    let text = std::str::from_utf8(text).ok()?;
+    (!repeats_a_key(text, &parsed)).then_some(parsed)
+}
+
+/// Whether `text`, which parsed as `parsed`, wrote some key twice in one object: the keys
+/// as written are counted against the keys the parser kept.
+pub fn repeats_a_key(text: &str, parsed: &Value) -> bool {
+    count_keys(text) != count_parsed_keys(parsed)
+}
+
+fn count_parsed_keys(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => items.iter().map(count_parsed_keys).sum(),
+        Value::Object(map) => map.len() + map.values().map(count_parsed_keys).sum::<usize>(),
+        _ => 0,
+    }
+}
+
+/// Keys as written: a string followed (after white space) by `:` outside another string.
+fn count_keys(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let (mut i, mut count) = (0, 0);
+    while i < bytes.len() {
+        if bytes[i] == b'"' {
+            i += 1;
+            while i < bytes.len() && bytes[i] != b'"' {
+                i += if bytes[i] == b'\\' { 2 } else { 1 };
+            }
+            i += 1;
+            let mut j = i;
+            while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            if j < bytes.len() && bytes[j] == b':' {
+                count += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    count
+}
+
 /// A member that must be an integer.
 pub fn int(v: &Value, name: &str) -> Option<i64> {
     v.get(name)?.as_i64()
@@ -220,6 +267,14 @@ mod tests {
             quote(&mut ours, &c.to_string());
             assert_eq!(ours, serde_json::to_string(&c.to_string()).unwrap());
         }
+    }
+
+    #[test]
+    fn key_counting_ignores_colons_inside_strings() {
+        assert_eq!(count_keys(r#"{"a": "b:c", "d\"": {"e": 1}}"#), 3);
+        assert!(parse_strict(br#"{"a": {"b": 1, "b": 2}}"#).is_none());
+        assert!(parse_strict(br#"{"a": {"b": 1}, "b": 2}"#).is_some());
+        assert!(parse_strict(b"\xff").is_none());
     }
 
     #[test]

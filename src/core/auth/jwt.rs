@@ -11,18 +11,29 @@
 //! `jku`, `x5u` and `jwk` headers are never read, so nothing is ever fetched. A `crit`
 //! header names extensions the token requires its verifier to understand; we understand
 //! none, so such a token is refused (RFC 7515 §4.1.11).
+//!
+//! The token is split, decoded and read here, with the rules jwt-compact 0.8 applied
+//! (which tests and fuzzing compare against, `jwt_tests.rs`, `fuzz/auth_jwt`): three
+//! base64url segments without padding; a header object whose `alg` is a string and whose
+//! `kid`, `typ`, `cty`, `jku` and `x5u` are strings when present, with `cty` only `JSON`;
+//! claims in a JSON object, `exp`, `nbf` and `iat` numbers of seconds, `sub` a string, `iss`
+//! a string and `aud` a string or an array of strings when present; no key repeated in
+//! either object. HS256 is HMAC-SHA256, compared in constant time. jwt-compact's typed
+//! serde code was about 9 KB of the gzipped wasm (issue 16); it is kept for native builds'
+//! asymmetric algorithms and for the tests that sign tokens.
 
 use std::collections::HashMap;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use jwt_compact::{
-    alg::{Hs256, Hs256Key},
-    AlgorithmExt, Claims, UntrustedToken,
-};
-use serde::Deserialize;
+use hmac::{Hmac, Mac};
 use serde_json::Value;
+use sha2::Sha256;
 
-use crate::core::{config::ConfigError, json::Obj, time::UnixMillis};
+use crate::core::{
+    config::ConfigError,
+    json::{self, Obj},
+    time::UnixMillis,
+};
 
 /// RSA keys shorter than this are refused when `JWT_JWKS` is parsed.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -68,7 +79,8 @@ pub struct PublicKey {
 }
 
 pub struct JwtVerifier {
-    hs256: Option<Hs256Key>,
+    /// `JWT_SECRET`'s bytes.
+    hs256: Option<Vec<u8>>,
     keys: HashMap<String, PublicKey>,
     issuer: Option<String>,
     audience: Option<String>,
@@ -86,28 +98,95 @@ pub struct Session {
     pub user_id: String,
 }
 
-#[derive(Deserialize)]
-struct SessionClaims {
-    sub: String,
-    #[serde(default)]
-    iss: Option<String>,
-    #[serde(default)]
-    aud: Option<Audience>,
+/// A token split and decoded, its header read; nothing about it is trusted yet.
+struct Untrusted<'t> {
+    alg: String,
+    kid: Option<String>,
+    claims: Vec<u8>,
+    signature: Vec<u8>,
+    /// What was signed: the header and claims segments with their dot, exactly as sent.
+    signed: &'t [u8],
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Audience {
-    fn contains(&self, wanted: &str) -> bool {
-        match self {
-            Audience::One(a) => a == wanted,
-            Audience::Many(all) => all.iter().any(|a| a == wanted),
+impl Untrusted<'_> {
+    fn parse(token: &str) -> Option<Untrusted<'_>> {
+        let mut parts = token.split('.');
+        let (header, claims, signature) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
         }
+        let decode = |segment: &str| Base64UrlUnpadded::decode_vec(segment).ok();
+        let (claims, signature) = (decode(claims)?, decode(signature)?);
+        let header = json::parse_strict(&decode(header)?)?;
+        let header = header.as_object()?;
+        if header.contains_key("crit") {
+            return None;
+        }
+        let text = |name: &str| match header.get(name) {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => v.as_str().map(Some),
+        };
+        for name in ["typ", "jku", "x5u"] {
+            text(name)?;
+        }
+        if text("cty")?.is_some_and(|cty| !cty.eq_ignore_ascii_case("json")) {
+            return None;
+        }
+        Some(Untrusted {
+            alg: header.get("alg")?.as_str()?.to_string(),
+            kid: text("kid")?.map(str::to_string),
+            claims,
+            signature,
+            signed: &token.as_bytes()[..token.rfind('.')?],
+        })
+    }
+}
+
+/// The claims we read. Times are Unix milliseconds.
+struct SessionClaims {
+    exp: Option<i64>,
+    nbf: Option<i64>,
+    iat: Option<i64>,
+    sub: String,
+    iss: Option<String>,
+    aud: Option<Vec<String>>,
+}
+
+impl SessionClaims {
+    fn parse(text: &[u8]) -> Option<SessionClaims> {
+        let claims = json::parse_strict(text)?;
+        let claims = claims.as_object()?;
+        // Seconds, as an integer or (truncated) a float, within chrono's range.
+        let time = |name: &str| match claims.get(name) {
+            None => Some(None),
+            Some(v) => {
+                let secs = match (v.as_i64(), v.as_u64(), v.as_f64()) {
+                    (Some(s), _, _) => s,
+                    (None, Some(_), _) => return None,
+                    (None, None, Some(f)) => f as i64,
+                    _ => return None,
+                };
+                chrono::DateTime::from_timestamp(secs, 0).map(|t| Some(t.timestamp_millis()))
+            }
+        };
+        let text = |v: &Value| v.as_str().map(str::to_string);
+        let iss = match claims.get("iss") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(text(v)?),
+        };
+        let aud = match claims.get("aud") {
+            None | Some(Value::Null) => None,
+            Some(Value::Array(all)) => Some(all.iter().map(text).collect::<Option<Vec<_>>>()?),
+            Some(v) => Some(vec![text(v)?]),
+        };
+        Some(SessionClaims {
+            exp: time("exp")?,
+            nbf: time("nbf")?,
+            iat: time("iat")?,
+            sub: text(claims.get("sub")?)?,
+            iss,
+            aud,
+        })
     }
 }
 
@@ -127,7 +206,7 @@ impl JwtVerifier {
                     "must be at least 32 bytes",
                 ))
             }
-            Some(s) => Some(Hs256Key::new(s.as_bytes())),
+            Some(s) => Some(s.as_bytes().to_vec()),
             None => None,
         };
         let keys = match settings.jwks.filter(|s| !s.trim().is_empty()) {
@@ -187,70 +266,66 @@ impl JwtVerifier {
     }
 
     fn open<'v, 't>(&'v self, token: &'t str, now: UnixMillis) -> Result<Step<'v, 't>, JwtError> {
-        if has_crit_header(token) {
-            return Err(JwtError::Invalid);
-        }
-        let untrusted = UntrustedToken::new(token).map_err(|_| JwtError::Invalid)?;
-        if untrusted.algorithm() == "HS256" {
-            let key = self.hs256.as_ref().ok_or(JwtError::Invalid)?;
-            let verified = Hs256
-                .validator::<SessionClaims>(key)
-                .validate(&untrusted)
+        let untrusted = Untrusted::parse(token).ok_or(JwtError::Invalid)?;
+        if untrusted.alg == "HS256" {
+            let secret = self.hs256.as_ref().ok_or(JwtError::Invalid)?;
+            let mut mac =
+                Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
+            mac.update(untrusted.signed);
+            // Constant time, and only a full-length tag.
+            mac.verify_slice(&untrusted.signature)
                 .map_err(|_| JwtError::Invalid)?;
-            return Ok(Step::Done(self.claims(verified.claims(), now)));
+            let claims = SessionClaims::parse(&untrusted.claims).ok_or(JwtError::Invalid)?;
+            return Ok(Step::Done(self.claims(&claims, now)));
         }
-        let kid = untrusted.header().key_id.as_deref();
+        let kid = untrusted.kid.as_deref();
         let key = self.keys.get(kid.ok_or(JwtError::Invalid)?);
         let key = key
-            .filter(|k| k.alg.name() == untrusted.algorithm())
+            .filter(|k| k.alg.name() == untrusted.alg)
             .ok_or(JwtError::Invalid)?;
-        if untrusted.signature_bytes().len() != key.signature_len {
+        if untrusted.signature.len() != key.signature_len {
             return Err(JwtError::Invalid);
         }
-        // What was signed: the first two segments, exactly as sent.
-        let message = token
-            .rsplit_once('.')
-            .map(|(signed, _)| signed.as_bytes())
-            .ok_or(JwtError::Invalid)?;
         Ok(Step::Signature(Box::new(Pending {
             verifier: self,
+            message: untrusted.signed,
             untrusted,
             key,
-            message,
         })))
     }
 
     /// The claims of a token whose signature holds.
     fn claims(
         &self,
-        claims: &Claims<SessionClaims>,
+        claims: &SessionClaims,
         now: UnixMillis,
     ) -> Result<(Session, UnixMillis), JwtError> {
-        let exp = claims
-            .expiration
-            .ok_or(JwtError::Invalid)?
-            .timestamp_millis();
+        let exp = claims.exp.ok_or(JwtError::Invalid)?;
         if now >= exp.saturating_add(LEEWAY_MS) {
             return Err(JwtError::Expired);
         }
-        if let Some(nbf) = claims.not_before {
-            if now.saturating_add(LEEWAY_MS) < nbf.timestamp_millis() {
+        if let Some(nbf) = claims.nbf {
+            if now.saturating_add(LEEWAY_MS) < nbf {
                 return Err(JwtError::Invalid);
             }
         }
-        if let Some(iat) = claims.issued_at {
-            if iat.timestamp_millis() > now.saturating_add(LEEWAY_MS) {
+        if let Some(iat) = claims.iat {
+            if iat > now.saturating_add(LEEWAY_MS) {
                 return Err(JwtError::Invalid);
             }
         }
-        let custom = &claims.custom;
+        let custom = claims;
         if let Some(issuer) = &self.issuer {
             if custom.iss.as_deref() != Some(issuer.as_str()) {
                 return Err(JwtError::Invalid);
             }
         }
         if let Some(audience) = &self.audience {
-            if !custom.aud.as_ref().is_some_and(|a| a.contains(audience)) {
+            if !custom
+                .aud
+                .as_ref()
+                .is_some_and(|all| all.contains(audience))
+            {
                 return Err(JwtError::Invalid);
             }
         }
@@ -279,7 +354,7 @@ pub enum Step<'v, 't> {
 /// [`Pending::finish`], and only when the signature held.
 pub struct Pending<'v, 't> {
     verifier: &'v JwtVerifier,
-    untrusted: UntrustedToken<'t>,
+    untrusted: Untrusted<'t>,
     /// The configured key the token names, of the token's own algorithm.
     pub key: &'v PublicKey,
     /// The signed bytes: the token's header and payload segments with their dot.
@@ -289,7 +364,7 @@ pub struct Pending<'v, 't> {
 impl Pending<'_, '_> {
     /// The signature, of [`PublicKey`]'s exact length: raw `r || s` for ES256.
     pub fn signature(&self) -> &[u8] {
-        self.untrusted.signature_bytes()
+        &self.untrusted.signature
     }
 
     /// The session, once the caller has checked the signature: `valid` is its answer.
@@ -297,23 +372,9 @@ impl Pending<'_, '_> {
         if !valid {
             return Err(JwtError::Invalid);
         }
-        let claims = self
-            .untrusted
-            .deserialize_claims_unchecked::<SessionClaims>()
-            .map_err(|_| JwtError::Invalid)?;
+        let claims = SessionClaims::parse(&self.untrusted.claims).ok_or(JwtError::Invalid)?;
         self.verifier.claims(&claims, now)
     }
-}
-
-/// Whether the token's header carries `crit` (or cannot be read, which fails later anyway).
-fn has_crit_header(token: &str) -> bool {
-    let Some(segment) = token.split('.').next() else {
-        return false;
-    };
-    Base64UrlUnpadded::decode_vec(segment)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .is_some_and(|header| header.get("crit").is_some())
 }
 
 /// A base64url member of a JWK, decoded.
@@ -330,23 +391,20 @@ fn bit_length(bytes: &[u8]) -> usize {
     }
 }
 
-#[derive(Deserialize)]
-struct Jwks {
-    keys: Vec<Value>,
-}
-
 fn parse_jwks(text: &str) -> Result<HashMap<String, PublicKey>, ConfigError> {
     let bad = |problem| ConfigError::invalid("JWT_JWKS", problem);
-    let jwks: Jwks = serde_json::from_slice(text.as_bytes())
-        .map_err(|_| bad("must be a JSON Web Key Set: {\"keys\": [...]}"))?;
+    let jwks = json::parse(text.as_bytes());
+    let listed = (jwks.as_ref())
+        .and_then(|set| set.get("keys")?.as_array())
+        .ok_or_else(|| bad("must be a JSON Web Key Set: {\"keys\": [...]}"))?;
     let mut keys = HashMap::new();
-    for value in jwks.keys {
+    for value in listed {
         let kid = value["kid"]
             .as_str()
             .filter(|k| !k.is_empty())
             .ok_or_else(|| bad("every key needs a non-empty \"kid\""))?
             .to_string();
-        let key = public_key(&value)?;
+        let key = public_key(value)?;
         if let Some(alg) = value.get("alg") {
             if alg.as_str() != Some(key.alg.name()) {
                 return Err(bad("a key's \"alg\" does not match its type"));

@@ -3,7 +3,7 @@
 use super::*;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use jwt_compact::{
-    alg::{Ed25519, Es256, Rsa, RsaPrivateKey, SigningKey as _},
+    alg::{Ed25519, Es256, Hs256, Hs256Key, Rsa, RsaPrivateKey, SigningKey as _},
     jwk::JsonWebKey,
     Algorithm, AlgorithmSignature,
 };
@@ -532,4 +532,64 @@ fn a_key_off_its_curve_passes_the_shape_check_and_verifies_nothing() {
         1,
     );
     assert_eq!(v.verify(&token, NOW), Err(JwtError::Invalid));
+}
+
+/// An HS256 token over exactly these header and claims texts.
+fn hs256_raw(header: &str, claims: &str) -> String {
+    let signed = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+    let signature = hs256_with(SECRET.as_bytes())(signed.as_bytes());
+    format!("{signed}.{}", b64(&signature))
+}
+
+#[test]
+fn the_token_is_read_with_the_rules_jwt_compact_applied() {
+    let exp = NOW_S + 3600;
+    let header = r#"{"alg":"HS256","typ":"JWT"}"#;
+    let ok = Ok(Session {
+        user_id: "u".into(),
+    });
+    let verify = |h: &str, c: &str| verifier().verify(&hs256_raw(h, c), NOW);
+    assert_eq!(verify(header, &format!(r#"{{"sub":"u","exp":{exp}}}"#)), ok);
+    // Accepted: a float time (truncated), `cty` JSON in any case, null optional members, and
+    // an audience as one string or a list.
+    for (h, c) in [
+        (header, format!(r#"{{"sub":"u","exp":{exp}.75}}"#)),
+        (
+            r#"{"alg":"HS256","cty":"json","kid":null}"#,
+            format!(r#"{{"sub":"u","exp":{exp},"iss":null,"aud":null}}"#),
+        ),
+        (header, format!(r#"{{"sub":"u","exp":{exp},"aud":["a","b"]}}"#)),
+        (header, format!(r#"{{"sub":"u","exp":{exp},"other":{{"x":[1]}}}}"#)),
+    ] {
+        assert_eq!(verify(h, &c), ok, "{h} {c}");
+    }
+    // Refused: a repeated key in either object (the parser would keep the last), a header or
+    // claims that are not an object, members of the wrong type, another `cty`, and times
+    // out of range.
+    for (h, c) in [
+        (header, format!(r#"{{"sub":"u","sub":"admin","exp":{exp}}}"#)),
+        (header, format!(r#"{{"sub":"u","exp":{exp},"exp":{}}}"#, exp + 1)),
+        (
+            r#"{"alg":"HS256","alg":"HS256"}"#,
+            format!(r#"{{"sub":"u","exp":{exp}}}"#),
+        ),
+        (r#"["HS256"]"#, format!(r#"{{"sub":"u","exp":{exp}}}"#)),
+        (header, format!(r#"["u",{exp}]"#)),
+        (r#"{"alg":"HS256","kid":7}"#, format!(r#"{{"sub":"u","exp":{exp}}}"#)),
+        (r#"{"alg":"HS256","typ":1}"#, format!(r#"{{"sub":"u","exp":{exp}}}"#)),
+        (r#"{"alg":"HS256","cty":"txt"}"#, format!(r#"{{"sub":"u","exp":{exp}}}"#)),
+        (header, format!(r#"{{"sub":"u","exp":{exp},"iss":5}}"#)),
+        (header, format!(r#"{{"sub":"u","exp":{exp},"aud":["a",1]}}"#)),
+        (header, format!(r#"{{"sub":"u","exp":{exp},"aud":{{}}}}"#)),
+        (header, r#"{"sub":"u","exp":9223372036854775808}"#.to_string()),
+        (header, r#"{"sub":"u","exp":99999999999999999}"#.to_string()),
+        (header, format!(r#"{{"sub":"u","exp":{exp},"iat":true}}"#)),
+    ] {
+        assert_eq!(verify(h, &c), Err(JwtError::Invalid), "{h} {c}");
+    }
+    // The three segments must each be base64url without padding.
+    let token = hs256_raw(header, &format!(r#"{{"sub":"u","exp":{exp}}}"#));
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    assert!(verifier().verify(&format!("{signed}.{signature}="), NOW).is_err());
+    assert!(verifier().verify(&format!("{signed}.{}", &signature[1..]), NOW).is_err());
 }
