@@ -147,23 +147,8 @@ fn reject_duplicate_keys(text: &str) -> Result<Value, ApiError> {
 mod tests {
     use super::*;
 
-    #[derive(Debug, PartialEq)]
-    struct Body {
-        api_key: String,
-        cloud_fallback: bool,
-    }
-
-    impl FromBody for Body {
-        const FIELDS: &'static [&'static str] = &["api_key", "cloud_fallback"];
-        fn read(f: &Fields<'_>) -> Result<Self, ApiError> {
-            let api_key = f.string("api_key")?;
-            let cloud_fallback = f.bool("cloud_fallback")?.unwrap_or(false);
-            Ok(Body {
-                api_key: required("api_key", api_key)?,
-                cloud_fallback,
-            })
-        }
-    }
+    /// The credential PUT's body: a required string and an optional boolean.
+    use crate::core::credentials::PutCredential as Body;
 
     fn err(text: &str) -> ApiError {
         parse::<Body>(text.as_bytes()).unwrap_err()
@@ -172,13 +157,9 @@ mod tests {
     #[test]
     fn valid_bodies_parse() {
         let b: Body = parse(br#"{"api_key": "x"}"#).unwrap();
-        assert_eq!(
-            b,
-            Body {
-                api_key: "x".into(),
-                cloud_fallback: false
-            }
-        );
+        assert_eq!((b.api_key.as_str(), b.cloud_fallback), ("x", false));
+        let b: Body = parse(br#"{"cloud_fallback": true, "api_key": "y"}"#).unwrap();
+        assert_eq!((b.api_key.as_str(), b.cloud_fallback), ("y", true));
     }
 
     #[test]
