@@ -558,8 +558,14 @@ fn the_token_is_read_with_the_rules_jwt_compact_applied() {
             r#"{"alg":"HS256","cty":"json","kid":null}"#,
             format!(r#"{{"sub":"u","exp":{exp},"iss":null,"aud":null}}"#),
         ),
-        (header, format!(r#"{{"sub":"u","exp":{exp},"aud":["a","b"]}}"#)),
-        (header, format!(r#"{{"sub":"u","exp":{exp},"other":{{"x":[1]}}}}"#)),
+        (
+            header,
+            format!(r#"{{"sub":"u","exp":{exp},"aud":["a","b"]}}"#),
+        ),
+        (
+            header,
+            format!(r#"{{"sub":"u","exp":{exp},"other":{{"x":[1]}}}}"#),
+        ),
     ] {
         assert_eq!(verify(h, &c), ok, "{h} {c}");
     }
@@ -567,21 +573,42 @@ fn the_token_is_read_with_the_rules_jwt_compact_applied() {
     // claims that are not an object, members of the wrong type, another `cty`, and times
     // out of range.
     for (h, c) in [
-        (header, format!(r#"{{"sub":"u","sub":"admin","exp":{exp}}}"#)),
-        (header, format!(r#"{{"sub":"u","exp":{exp},"exp":{}}}"#, exp + 1)),
+        (
+            header,
+            format!(r#"{{"sub":"u","sub":"admin","exp":{exp}}}"#),
+        ),
+        (
+            header,
+            format!(r#"{{"sub":"u","exp":{exp},"exp":{}}}"#, exp + 1),
+        ),
         (
             r#"{"alg":"HS256","alg":"HS256"}"#,
             format!(r#"{{"sub":"u","exp":{exp}}}"#),
         ),
         (r#"["HS256"]"#, format!(r#"{{"sub":"u","exp":{exp}}}"#)),
         (header, format!(r#"["u",{exp}]"#)),
-        (r#"{"alg":"HS256","kid":7}"#, format!(r#"{{"sub":"u","exp":{exp}}}"#)),
-        (r#"{"alg":"HS256","typ":1}"#, format!(r#"{{"sub":"u","exp":{exp}}}"#)),
-        (r#"{"alg":"HS256","cty":"txt"}"#, format!(r#"{{"sub":"u","exp":{exp}}}"#)),
+        (
+            r#"{"alg":"HS256","kid":7}"#,
+            format!(r#"{{"sub":"u","exp":{exp}}}"#),
+        ),
+        (
+            r#"{"alg":"HS256","typ":1}"#,
+            format!(r#"{{"sub":"u","exp":{exp}}}"#),
+        ),
+        (
+            r#"{"alg":"HS256","cty":"txt"}"#,
+            format!(r#"{{"sub":"u","exp":{exp}}}"#),
+        ),
         (header, format!(r#"{{"sub":"u","exp":{exp},"iss":5}}"#)),
-        (header, format!(r#"{{"sub":"u","exp":{exp},"aud":["a",1]}}"#)),
+        (
+            header,
+            format!(r#"{{"sub":"u","exp":{exp},"aud":["a",1]}}"#),
+        ),
         (header, format!(r#"{{"sub":"u","exp":{exp},"aud":{{}}}}"#)),
-        (header, r#"{"sub":"u","exp":9223372036854775808}"#.to_string()),
+        (
+            header,
+            r#"{"sub":"u","exp":9223372036854775808}"#.to_string(),
+        ),
         (header, r#"{"sub":"u","exp":99999999999999999}"#.to_string()),
         (header, format!(r#"{{"sub":"u","exp":{exp},"iat":true}}"#)),
     ] {
@@ -590,6 +617,10 @@ fn the_token_is_read_with_the_rules_jwt_compact_applied() {
     // The three segments must each be base64url without padding.
     let token = hs256_raw(header, &format!(r#"{{"sub":"u","exp":{exp}}}"#));
     let (signed, signature) = token.rsplit_once('.').unwrap();
-    assert!(verifier().verify(&format!("{signed}.{signature}="), NOW).is_err());
-    assert!(verifier().verify(&format!("{signed}.{}", &signature[1..]), NOW).is_err());
+    assert!(verifier()
+        .verify(&format!("{signed}.{signature}="), NOW)
+        .is_err());
+    assert!(verifier()
+        .verify(&format!("{signed}.{}", &signature[1..]), NOW)
+        .is_err());
 }
