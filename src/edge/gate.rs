@@ -20,6 +20,8 @@ use std::{
     collections::HashMap,
     future::Future,
     pin::Pin,
+    rc::Rc,
+    task::{Context, Poll, Waker},
 };
 
 use futures_util::future::join;
@@ -41,6 +43,69 @@ thread_local! {
     static MEMORY: RefCell<IsolateMemory> = RefCell::new(IsolateMemory::default());
     /// This isolate's leases of principals' budgets (`core/lease.rs`).
     static LEASES: RefCell<HashMap<String, Lease>> = RefCell::new(HashMap::new());
+    /// Requests waiting on a principal's renewal in flight ([`Step::Wait`]).
+    static WAITERS: RefCell<HashMap<String, Vec<Rc<Signal>>>> = RefCell::new(HashMap::new());
+}
+
+/// Set once, when the renewal a request waits on has settled.
+#[derive(Default)]
+struct Signal {
+    done: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Future for &Signal {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.done.get() {
+            return Poll::Ready(());
+        }
+        *self.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// Waits until the principal's renewal in flight settles ([`settled`]).
+async fn renewal_settled(key: &str) {
+    let signal = Rc::new(Signal::default());
+    WAITERS.with(|w| {
+        w.borrow_mut()
+            .entry(key.to_string())
+            .or_default()
+            .push(signal.clone())
+    });
+    (&*signal).await
+}
+
+/// The principal's renewal has its answer (or failed): every request waiting on it steps
+/// again.
+fn settled(key: &str) {
+    let waiting = WAITERS.with(|w| w.borrow_mut().remove(key));
+    for signal in waiting.into_iter().flatten() {
+        signal.done.set(true);
+        if let Some(waker) = signal.waker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+}
+
+/// Settles a renewal that is dropped before its answer (its request was cancelled), so
+/// nothing waits on it for ever and the next request renews.
+struct InFlight<'a> {
+    key: &'a str,
+    renewal: bool,
+    answered: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.answered && self.renewal {
+            with_lease(self.key, super::app::now(), |lease| lease.failed(true));
+        }
+        if self.renewal {
+            settled(self.key);
+        }
+    }
 }
 
 /// Principals whose leases an isolate keeps; past this, idle ones are dropped (losing a
@@ -62,18 +127,28 @@ async fn principal_decision(
         calls.set(calls.get() + 1);
         return limiter::check(env, key, policy, fail).await;
     }
-    // Tokens of leases that ended unspent go back with the call this request makes, if any.
-    let (step, returned) = with_lease(key, now, |lease| lease.step_returning(policy, now));
-    match step {
-        Step::Spent(decision) => Ok(decision),
-        Step::SpentRefill { decision, want } => {
-            refill.set(Some((want, returned)));
-            Ok(decision)
-        }
-        Step::Ask { want, renewal } => {
-            calls.set(calls.get() + 1);
-            ask(env, key, policy, want, renewal, returned, now).await
-        }
+    let mut now = now;
+    loop {
+        // Tokens of leases that ended unspent go back with the call this request makes.
+        let (step, returned) = with_lease(key, now, |lease| lease.step_returning(policy, now));
+        return match step {
+            Step::Spent(decision) => Ok(decision),
+            Step::SpentRefill { decision, want } => {
+                // The refill runs after the response; it is this request's call.
+                calls.set(calls.get() + 1);
+                refill.set(Some((want, returned)));
+                Ok(decision)
+            }
+            Step::Ask { want, renewal } => {
+                calls.set(calls.get() + 1);
+                ask(env, key, policy, want, renewal, returned, now).await
+            }
+            Step::Wait => {
+                renewal_settled(key).await;
+                now = super::app::now();
+                continue;
+            }
+        };
     }
 }
 
@@ -96,12 +171,18 @@ fn refill_task(
             returned,
             fail: false,
         };
+        let mut in_flight = InFlight {
+            key: &key,
+            renewal: true,
+            answered: false,
+        };
         let answer = limiter::take(&env, &key, &policy, ask).await;
         let later = super::app::now();
         with_lease(&key, later, |lease| match answer {
             Ok(grant) => lease.refilled(&policy, sent_at, later, grant),
             Err(_) => lease.failed(true),
         });
+        in_flight.answered = true;
     })
 }
 
@@ -124,15 +205,22 @@ async fn ask(
         returned,
         ..limiter::Ask::default()
     };
+    let mut in_flight = InFlight {
+        key,
+        renewal,
+        answered: false,
+    };
     let answer = limiter::take(env, key, policy, ask).await;
     let later = super::app::now();
-    with_lease(key, later, |lease| match answer {
+    let decision = with_lease(key, later, |lease| match answer {
         Ok(grant) => Ok(lease.answer(policy, sent_at, later, renewal, grant)),
         Err(e) => {
             lease.failed(renewal);
             Err(e)
         }
-    })
+    });
+    in_flight.answered = true;
+    decision
 }
 
 fn with_lease<T>(key: &str, now: UnixMillis, f: impl FnOnce(&mut Lease) -> T) -> T {
