@@ -3,11 +3,13 @@
 use std::{cell::OnceCell, rc::Rc};
 
 use futures_util::{future::join, StreamExt};
-use worker::{console_log, Context, Date, Env, Request, Response};
+use worker::{console_log, Context, Date, Env, Response};
 
 use super::{
     auth::{self, Presented},
-    gate, handlers, http, proxy,
+    gate, handlers, http,
+    incoming::Incoming,
+    proxy,
     repo::Repo,
 };
 use crate::core::{
@@ -43,7 +45,7 @@ pub fn now() -> UnixMillis {
 
 /// What a handler works with: the request, parsed config, D1, and this request's log line.
 pub struct Ctx<'a> {
-    pub req: Request,
+    pub req: Incoming,
     pub env: &'a Env,
     /// For work that may finish after the response (`wait_until`).
     pub context: &'a Context,
@@ -62,7 +64,7 @@ pub struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.req.headers().get(name).ok().flatten()
+        self.req.header(name)
     }
 
     /// The JSON body as `T`: 415 for another media type, 413 over 16 KiB, 400 otherwise.
@@ -76,7 +78,7 @@ impl Ctx<'_> {
 
     /// As [`Ctx::json_body`], for an optional body: none at all is `T::default()`.
     pub async fn optional_json_body<T: FromBody + Default>(&mut self) -> Result<T, ApiError> {
-        let empty = self.req.inner().body().is_none()
+        let empty = !self.req.has_body()
             || (self.header("Content-Length").as_deref() == Some("0")
                 && self.header("Content-Type").is_none());
         if empty {
@@ -89,7 +91,7 @@ impl Ctx<'_> {
     /// `Content-Length` is refused once it is too large, not buffered whole first.
     async fn body_up_to_limit(&mut self) -> Result<Vec<u8>, ApiError> {
         let unreadable = |_| ApiError::invalid_request("Request body could not be read");
-        if self.req.inner().body().is_none() {
+        if !self.req.has_body() {
             return Ok(Vec::new());
         }
         let mut stream = self.req.stream().map_err(unreadable)?;
@@ -104,13 +106,13 @@ impl Ctx<'_> {
     }
 }
 
-pub async fn handle(req: Request, env: Env, context: Context) -> Response {
+pub async fn handle(req: Incoming, env: Env, context: Context) -> Response {
     let started = now();
     let request_id = ids::new_id(started).to_string();
     let mut log = RequestLog {
         request_id: request_id.clone(),
         // As sent: workers-rs reads any method it does not know (QUERY, ...) as GET.
-        method: req.inner().method(),
+        method: req.method(),
         route: "unmatched",
         ..Default::default()
     };
@@ -133,21 +135,20 @@ pub async fn handle(req: Request, env: Env, context: Context) -> Response {
 }
 
 async fn dispatch(
-    req: Request,
+    req: Incoming,
     env: &Env,
     context: &Context,
     log: &mut RequestLog,
     now: UnixMillis,
 ) -> Result<Response, ApiError> {
-    // The runtime hands over a parsed, normalised URL; its path needs no second parser.
-    let path = req.path();
+    // Owned: the request moves into the handler's context below.
+    let path = req.path().to_string();
     let path = path.as_str();
     let config = config(env)
         .map_err(|e| ApiError::unavailable("The service is misconfigured", e.to_string()))?;
     // The proxy's two mounts come first: on the proxy host every path is the provider's.
-    let url = req.inner().url();
     let mount = proxy_rules::mount_for(
-        proxy_rules::url_host(&url).as_deref(),
+        proxy_rules::url_host(req.url()).as_deref(),
         config.upstream.proxy_host.as_deref(),
         path,
     );
@@ -169,7 +170,7 @@ async fn dispatch(
     // would serve `QUERY /api/v1/teams` as a GET instead of answering 405.
     let matched = match mount {
         Some(_) => None,
-        None => match routes::match_route(&req.inner().method(), path) {
+        None => match routes::match_route(&req.method(), path) {
             Ok(m) => Some(m),
             Err(RouteError::NotFound) => return Err(ApiError::not_found("No such endpoint")),
             Err(RouteError::MethodNotAllowed { allow }) => {
@@ -193,7 +194,7 @@ async fn dispatch(
         (None, None) => "unmatched",
     };
 
-    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let header = |name: &str| req.header(name);
     let presented = match authenticated {
         true => Some(auth::present(header("Authorization").as_deref(), &config, now).await),
         false => None,
@@ -213,7 +214,7 @@ async fn dispatch(
         .as_ref()
         .and_then(|p| p.principal_key(team_header.as_deref()));
     let ip_key = client_ip_key(header("CF-Connecting-IP").as_deref());
-    let raw_method = req.inner().method();
+    let raw_method = req.method();
     let is_read = matches!(raw_method.as_str(), "GET" | "HEAD");
     let fail_d1 = config.test_hooks && header("X-Test-Fail-D1").is_some();
     // The limiters' log fields, written by the gate and merged below: the gate may run while

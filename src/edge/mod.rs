@@ -6,6 +6,7 @@ mod auth;
 mod gate;
 mod handlers;
 mod http;
+mod incoming;
 mod limiter;
 mod outbound;
 mod presence;
@@ -18,11 +19,11 @@ mod webcrypto;
 
 use crate::core::json::Obj;
 use worker::{
-    console_error, event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent,
+    console_error, event, Context, Env, Response, Result, ScheduleContext, ScheduledEvent,
 };
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+async fn fetch(req: incoming::Incoming, env: Env, ctx: Context) -> Result<Response> {
     Ok(app::handle(req, env, ctx).await)
 }
 

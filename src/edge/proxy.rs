@@ -43,7 +43,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, mount: Mount) -> Result<Response, ApiErro
         mount: mount.as_str(),
         ..Default::default()
     });
-    let method = ctx.req.inner().method();
+    let method = ctx.req.method();
     if !proxy::METHODS.contains(&method.as_str()) {
         let e = ApiError::new(
             ErrorKind::MethodNotAllowed,
@@ -53,7 +53,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, mount: Mount) -> Result<Response, ApiErro
         let _ = response.headers().set("Allow", &proxy::METHODS.join(", "));
         return Ok(response);
     }
-    let url = ctx.req.inner().url();
+    let url = ctx.req.url().to_string();
     let (raw_path, query) = proxy::url_path_and_query(&url);
     let config = ctx.config.clone();
     let upstream = &config.upstream;
@@ -83,7 +83,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, mount: Mount) -> Result<Response, ApiErro
         }
     }
     let upload = Rc::new(Upload::default());
-    let has_body = !matches!(method.as_str(), "GET" | "HEAD") && ctx.req.inner().body().is_some();
+    let has_body = !matches!(method.as_str(), "GET" | "HEAD") && ctx.req.has_body();
     let body = if has_body {
         Some(counting_body(ctx, &upload, declared)?)
     } else {

@@ -11,7 +11,7 @@ use crate::edge::{
 pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     let actor = authenticate(ctx, TeamScope::Scoped).await?;
     actor.may_manage("The audit trail cannot be read with an API key")?;
-    let page = page_request(query_pairs(&ctx.req.inner().url()).into_iter())?;
+    let page = page_request(query_pairs(ctx.req.url()).into_iter())?;
     let events = ctx
         .repo
         .audit_events(actor.team_id().unwrap_or_default(), &page)

@@ -21,7 +21,7 @@ use crate::core::{
 
 /// The `?limit=&cursor=` of a list request.
 pub fn page(ctx: &Ctx<'_>) -> Result<ListPage, ApiError> {
-    list_page(query_pairs(&ctx.req.inner().url()).into_iter())
+    list_page(query_pairs(ctx.req.url()).into_iter())
 }
 use crate::edge::app::Ctx;
 
