@@ -118,27 +118,36 @@ pub fn as_u32(v: &Value) -> Option<u32> {
     u32::try_from(v.as_u64()?).ok()
 }
 
-/// `s` as a JSON string, quotes included.
+/// `s` as a JSON string, quotes included. Runs that need no escape are copied whole: this
+/// writes every response body and log line, and a push per character was 2% of a GET's CPU.
 pub fn quote(out: &mut String, s: &str) {
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        // Every byte of a multi-byte character is >= 0x80, so none is escaped here.
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.push_str(&s[start..i]);
+        start = i + 1;
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            b => {
                 const HEX: &[u8; 16] = b"0123456789abcdef";
                 out.push_str("\\u00");
-                out.push(HEX[(c as usize) >> 4] as char);
-                out.push(HEX[(c as usize) & 15] as char);
+                out.push(HEX[(b as usize) >> 4] as char);
+                out.push(HEX[(b as usize) & 15] as char);
             }
-            c => out.push(c),
         }
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -266,6 +275,20 @@ mod tests {
             let mut ours = String::new();
             quote(&mut ours, &c.to_string());
             assert_eq!(ours, serde_json::to_string(&c.to_string()).unwrap());
+        }
+        // Runs between escapes are copied whole, multi-byte characters included.
+        for s in [
+            "",
+            "plain",
+            "é\"ü\\\n€",
+            "\u{1f600}a\u{1}",
+            "end\"",
+            "\"start",
+            "\u{7f}",
+        ] {
+            let mut ours = String::new();
+            quote(&mut ours, s);
+            assert_eq!(ours, serde_json::to_string(s).unwrap());
         }
     }
 
