@@ -77,6 +77,8 @@ const mf = new Miniflare({
   host: "127.0.0.1",
   port: Number(port),
   log: new Log(LogLevel.WARN),
+  // For a CPU profile of the isolate (bench/cpuprofile.mjs): the DevTools protocol here.
+  ...(process.env.BENCH_INSPECTOR_PORT ? { inspectorPort: Number(process.env.BENCH_INSPECTOR_PORT) } : {}),
 });
 const url = await mf.ready;
 console.error(`miniflare ${kind} ready at ${url}`);

@@ -23,7 +23,8 @@ const allRows = lines.map((l) => {
 for (const r of allRows) r.mode ??= "wrangler";
 const MODES = ["wrangler", "miniflare"].filter((m) => allRows.some((r) => r.mode === m));
 
-// What the worker counted per request (bench.sh's probe after the load).
+// What the worker counted per request during each scenario's load in the last round
+// (bench.sh, bench/trips.mjs).
 const trips = {};
 const tripsPath = join(runDir, "roundtrips.tsv");
 if (existsSync(tripsPath)) {

@@ -14,8 +14,8 @@
 #    (bench/floor-io); (f) a 404 and (g) a 401 for a forged key. The worker's scenarios:
 #    (b) GET /healthz, (c) GET credential with an sk- key, (d) the same with an HS256 JWT,
 #    (e) PUT credential, (i) an agent heartbeat, (j) a routing decision, (k) a proxied GET
-#    of the stub's account endpoint. After the load, 40 more requests per scenario are
-#    matched to the worker's log lines for its own count of D1 round trips and DO calls;
+#    of the stub's account endpoint. In the last round, the worker's log lines written
+#    during each scenario's load give its own count of D1 round trips and DO calls;
 #    the provider stub (scripts/provider-stub.mjs) answers the PUT's check and the proxy;
 # 5. presence capacity (wrangler mode): the route decision with 200, 1000 and 2000 agents in
 #    one team's presence object (BENCH_AGENTS), each having beaten once;
@@ -318,15 +318,27 @@ for mode in "${modes[@]}"; do
   for s in $(scenarios_of "$mode"); do run_wrk "$mode" "$s" "$WARMUP" > "$run_dir/warmup-$mode-$s.txt"; done
 done
 
+# Round trips: in the last round, the worker's own log lines written during each of its
+# scenarios' load give the mean `d1_calls` and `do_calls` per request under that load
+# (bench/trips.mjs). Leases make the principal's DO calls depend on the rate, so this is
+# the figure at the rate measured, not at a trickle.
+worker_log_of() { [ "$1" = miniflare ] && echo "$run_dir/mf_worker.log" || echo "$run_dir/worker.log"; }
+printf 'mode\tscenario\trequests\td1_per_req\tdo_per_req\n' > "$run_dir/roundtrips.tsv"
 printf 'mode\tscenario\tround\trps\tp50_ms\tp99_ms\trequests\tnon2xx\tsocket_errors\tcpu_ms_per_req\n' > "$results"
 for round in $(seq 1 "$ROUNDS"); do
   for mode in "${modes[@]}"; do
     for s in $(scenarios_of "$mode"); do
       out="$run_dir/wrk-$mode-$s-$round.txt"
       pg=$(group_of "$mode" "$s")
+      log=$(worker_log_of "$mode")
+      offset=$(stat -c %s "$log")
       c0=$(group_cpu_ticks "$pg")
       run_wrk "$mode" "$s" "$DURATION" > "$out"
       c1=$(group_cpu_ticks "$pg")
+      if [ "$round" = "$ROUNDS" ] && [ "$pg" = "$(group_of "$mode" c_get_sk)" ]; then
+        sleep 1 # the last lines reach the log
+        node bench/trips.mjs "$log" "$offset" "$mode" "$s" >> "$run_dir/roundtrips.tsv"
+      fi
       rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
       p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
       p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
@@ -342,52 +354,7 @@ for round in $(seq 1 "$ROUNDS"); do
     done
   done
 done
-
-# ---- round trips: what the worker itself counted, from its log lines --------------------------
-# After the load, each scenario's request once more, 200 times, 8 at a time: the worker
-# logs `d1_calls` and `do_calls` per request; their means go beside the throughput. Leases
-# make the principal's DO calls depend on the rate, so this is the sustained-load figure
-# only when the load just ran (it did).
-printf 'mode\tscenario\trequests\td1_per_req\tdo_per_req\n' > "$run_dir/roundtrips.tsv"
-probe_url_args() { # scenario: curl arguments
-  case "$1" in
-    b_healthz) echo "$M_BASE/healthz" ;;
-    c_get_sk) echo "-H|Authorization: Bearer $M_KEY|$M_CRED" ;;
-    d_get_jwt) echo "-H|Authorization: Bearer $jwt|-H|X-Team-ID: $M_TEAM|$M_CRED" ;;
-    e_put_sk) echo "-X|PUT|-H|Authorization: Bearer $M_KEY|-H|Content-Type: application/json|-d|{\"api_key\": \"comfyui-bench-0123456789abcdefghijklmnop\"}|$M_CRED" ;;
-    i_heartbeat) echo "-X|POST|-H|Authorization: Bearer $M_DK|$M_BASE/api/v1/agents/heartbeat" ;;
-    j_route) echo "-X|POST|-H|Authorization: Bearer $M_USE|$M_BASE/api/v1/tasks/route" ;;
-    k_proxy) echo "-H|Authorization: Bearer $M_USE|$M_CRED/proxy/developer/api/v1/account" ;;
-    g_401) echo "-H|Authorization: Bearer sk-forged|$M_CRED" ;;
-    f_404) echo "$M_BASE/api/v1/nothing-here" ;;
-  esac
-}
-for mode in "${modes[@]}"; do
-  mode_env "$mode"
-  log="$run_dir/worker.log"
-  [ "$mode" = miniflare ] && log="$run_dir/mf_worker.log"
-  for s in f_404 g_401 b_healthz c_get_sk d_get_jwt e_put_sk i_heartbeat j_route k_proxy; do
-    IFS='|' read -r -a args <<< "$(probe_url_args "$s")"
-    ids=$(seq 1 200 | xargs -P 8 -I{} curl -s -o /dev/null -D - "${args[@]}" \
-      | awk 'tolower($1) == "x-request-id:" {print $2}' | tr -d '\r')
-    sleep 2
-    printf '%s\n' "$ids" > "$run_dir/probe-$mode-$s.ids"
-    node -e '
-      const fs = require("fs");
-      const ids = new Set(fs.readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean));
-      let n = 0, d1 = 0, dos = 0;
-      for (const line of fs.readFileSync(process.argv[2], "utf8").split("\n")) {
-        const at = line.indexOf("{\"request_id\"");
-        if (at < 0) continue;
-        let j; try { j = JSON.parse(line.slice(at)); } catch { continue; }
-        if (!ids.has(j.request_id)) continue;
-        n++; d1 += j.d1_calls || 0; dos += j.do_calls || 0;
-      }
-      console.log([process.argv[3], process.argv[4], n, n ? (d1 / n).toFixed(2) : "", n ? (dos / n).toFixed(2) : ""].join("\t"));
-    ' "$run_dir/probe-$mode-$s.ids" "$log" "$mode" "$s" >> "$run_dir/roundtrips.tsv"
-  done
-done
-say "round trips per request: $(tr '\n' ';' < "$run_dir/roundtrips.tsv")"
+say "round trips per request under load: $(tr '\n' ';' < "$run_dir/roundtrips.tsv")"
 
 # ---- 5. presence capacity -------------------------------------------------------------------
 # One team's presence object with more and more agents: each new device key beats once, then
