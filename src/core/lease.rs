@@ -6,7 +6,7 @@
 //!   no call to the object.
 //! - Otherwise it asks the object. One renewal per isolate is in flight at a time, asking
 //!   for the lease size. A request that finds the pool empty meanwhile waits for that
-//!   renewal's answer and steps again, as long as the renewal brings a token for each
+//!   renewal to settle and steps again, as long as the renewal brings a token for each
 //!   waiting request ([`Step::Wait`]): under load the pool's next lease serves them, with
 //!   no call of their own. Beyond that, it asks for one token, for itself only. Waiting
 //!   only delays a request's step, so nothing below depends on it. The object grants at most what its window has left
@@ -83,6 +83,8 @@ pub struct Lease {
     /// ([`Step::Wait`]): never more waiters than tokens coming.
     incoming: u32,
     waiting: u32,
+    /// Renewals started so far: names the one a [`Step::Wait`] waits on.
+    renewals: u64,
     /// What the object said at the last grant: budget left, and when its window resets.
     remaining: u32,
     reset_at: UnixMillis,
@@ -101,9 +103,10 @@ pub enum Step {
     SpentRefill { decision: Decision, want: u32 },
     /// Ask the object for `want` tokens; `renewal` when this is the isolate's lease renewal.
     Ask { want: u32, renewal: bool },
-    /// The pool is empty, and the renewal in flight brings a token for this request: wait
-    /// for its answer (or its failure), then step again. No call of its own.
-    Wait,
+    /// The pool is empty, and renewal number `renewal`, in flight, brings a token for this
+    /// request: wait until it settles ([`Lease::awaits`]), then step again. No call of its
+    /// own.
+    Wait { renewal: u64 },
 }
 
 impl Lease {
@@ -119,6 +122,7 @@ impl Lease {
                 if want > 0 {
                     self.want = size;
                     self.renewing = true;
+                    self.renewals += 1;
                     self.incoming = want;
                     return Step::SpentRefill { decision, want };
                 }
@@ -127,7 +131,9 @@ impl Lease {
         }
         if self.renewing && self.waiting < self.incoming {
             self.waiting += 1;
-            return Step::Wait;
+            return Step::Wait {
+                renewal: self.renewals,
+            };
         }
         if self.renewing {
             return Step::Ask {
@@ -142,6 +148,7 @@ impl Lease {
             1
         };
         self.renewing = true;
+        self.renewals += 1;
         // The first token is the asking request's own.
         self.incoming = self.want - 1;
         Step::Ask {
@@ -271,7 +278,7 @@ impl Lease {
     ) -> (Step, Vec<(UnixMillis, u32)>) {
         let step = self.step(policy, now);
         let returned = match step {
-            Step::Spent(_) | Step::Wait => Vec::new(),
+            Step::Spent(_) | Step::Wait { .. } => Vec::new(),
             _ => std::mem::take(&mut self.ended),
         };
         (step, returned)
@@ -291,6 +298,12 @@ impl Lease {
             self.settled();
             self.emptied = false;
         }
+    }
+
+    /// Whether renewal number `renewal` is still in flight: a request that [`Step::Wait`]s
+    /// on it keeps waiting.
+    pub fn awaits(&self, renewal: u64) -> bool {
+        self.renewing && self.renewals == renewal
     }
 
     /// The renewal in flight has its answer, or failed: no more waiting on it. Whoever
@@ -469,7 +482,7 @@ mod tests {
                             let decide = Event::Decide(i, now, want, renewal, back);
                             push(&mut queue, now + latency_ms, decide);
                         }
-                        Step::Wait => waiting[i] += 1,
+                        Step::Wait { .. } => waiting[i] += 1,
                     }
                 }
                 Event::Decide(i, sent, want, renewal, back) => {
@@ -586,7 +599,7 @@ mod tests {
                         passed += 1;
                     }
                 }
-                Step::Wait => unreachable!("every answer here comes before the next step"),
+                Step::Wait { .. } => unreachable!("every answer here comes before the next step"),
             }
         }
         assert_eq!(passed, 600);
@@ -644,7 +657,7 @@ mod tests {
                     let grant = object.take(&p, now, want, lease_ms(&p));
                     lease.answer(&p, now, now, renewal, grant)
                 }
-                Step::Wait => unreachable!("every answer here comes before the next step"),
+                Step::Wait { .. } => unreachable!("every answer here comes before the next step"),
             };
             match decision {
                 Decision::Allowed { remaining: r, .. } => remaining.push(r),
@@ -715,7 +728,7 @@ mod tests {
                 lease.answer(&p, now, now, renewal, grant);
                 want
             }
-            Step::Wait => unreachable!("every answer here comes before the next step"),
+            Step::Wait { .. } => unreachable!("every answer here comes before the next step"),
         };
         // Slow: one request every two seconds is one call each, for one token.
         assert_eq!(

@@ -20,8 +20,7 @@ use std::{
     collections::HashMap,
     future::Future,
     pin::Pin,
-    rc::Rc,
-    task::{Context, Poll, Waker},
+    time::Duration,
 };
 
 use futures_util::future::join;
@@ -43,54 +42,17 @@ thread_local! {
     static MEMORY: RefCell<IsolateMemory> = RefCell::new(IsolateMemory::default());
     /// This isolate's leases of principals' budgets (`core/lease.rs`).
     static LEASES: RefCell<HashMap<String, Lease>> = RefCell::new(HashMap::new());
-    /// Requests waiting on a principal's renewal in flight ([`Step::Wait`]).
-    static WAITERS: RefCell<HashMap<String, Vec<Rc<Signal>>>> = RefCell::new(HashMap::new());
 }
 
-/// Set once, when the renewal a request waits on has settled.
-#[derive(Default)]
-struct Signal {
-    done: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
-}
-
-impl Future for &Signal {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.done.get() {
-            return Poll::Ready(());
-        }
-        *self.waker.borrow_mut() = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
-
-/// Waits until the principal's renewal in flight settles ([`settled`]).
-async fn renewal_settled(key: &str) {
-    let signal = Rc::new(Signal::default());
-    WAITERS.with(|w| {
-        w.borrow_mut()
-            .entry(key.to_string())
-            .or_default()
-            .push(signal.clone())
-    });
-    (&*signal).await
-}
-
-/// The principal's renewal has its answer (or failed): every request waiting on it steps
-/// again.
-fn settled(key: &str) {
-    let waiting = WAITERS.with(|w| w.borrow_mut().remove(key));
-    for signal in waiting.into_iter().flatten() {
-        signal.done.set(true);
-        if let Some(waker) = signal.waker.borrow_mut().take() {
-            waker.wake();
-        }
-    }
-}
+/// How often a request waiting on its principal's renewal ([`Step::Wait`]) looks again, and
+/// how long it waits at most before asking the object for a token of its own. It waits on
+/// its own timer: workerd cancels a request that waits only on another request's work as
+/// hung, and a request must not continue on another request's I/O.
+const WAIT_POLL_MS: u64 = 1;
+const WAIT_MAX_MS: i64 = 250;
 
 /// Settles a renewal that is dropped before its answer (its request was cancelled), so
-/// nothing waits on it for ever and the next request renews.
+/// the next request renews instead of waiting on it.
 struct InFlight<'a> {
     key: &'a str,
     renewal: bool,
@@ -101,9 +63,6 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.answered && self.renewal {
             with_lease(self.key, super::app::now(), |lease| lease.failed(true));
-        }
-        if self.renewal {
-            settled(self.key);
         }
     }
 }
@@ -143,9 +102,20 @@ async fn principal_decision(
                 calls.set(calls.get() + 1);
                 ask(env, key, policy, want, renewal, returned, now).await
             }
-            Step::Wait => {
-                renewal_settled(key).await;
-                now = super::app::now();
+            Step::Wait { renewal } => {
+                let since = now;
+                loop {
+                    worker::Delay::from(Duration::from_millis(WAIT_POLL_MS)).await;
+                    now = super::app::now();
+                    if !with_lease(key, now, |lease| lease.awaits(renewal)) {
+                        break;
+                    }
+                    if now - since >= WAIT_MAX_MS {
+                        // Still in flight: a token for this request alone, as without waiting.
+                        calls.set(calls.get() + 1);
+                        return ask(env, key, policy, 1, false, Vec::new(), now).await;
+                    }
+                }
                 continue;
             }
         };
