@@ -557,6 +557,10 @@ mod tests {
             (64, 1, 40, 4),
             (200, 2, 5, 5),
             (8, 1, 400, 6),
+            // Answers slow against the gap between requests: many wait on renewals.
+            (1, 1, 40, 51),
+            (4, 1, 120, 52),
+            (32, 1, 60, 53),
         ] {
             let out = simulate(&p, isolates, gap, 180_000, latency, seed, true);
             let busiest = busiest_window(&out.admitted, p.window_ms);
@@ -667,26 +671,15 @@ mod tests {
         assert_eq!(remaining, (521..600).rev().collect::<Vec<u32>>());
     }
 
+    /// Sustained load on one key. The last cases are the benchmark's load: 32 requests at a
+    /// time, about 500 a second, with answers far slower than the gap between requests. The
+    /// pool runs dry before each refill lands; the requests that find it empty wait for the
+    /// refill instead of asking for a token each ([`Step::Wait`]). Without waiting, the
+    /// second case made 1,843 calls for 14,968 requests.
     #[test]
     fn sustained_load_makes_fewer_than_one_call_per_ten_requests() {
-        let p = policy(1_000_000, 60_000);
-        let out = simulate(&p, 1, 1, 60_000, 1, 11, true);
-        let requests = out.admitted.len() + out.refused;
-        assert!(
-            out.calls * 10 < requests,
-            "{} calls for {requests}",
-            out.calls
-        );
-    }
-
-    /// The benchmark's load: 32 requests at a time on one key, about 500 a second, with
-    /// answers far slower than the gap between requests. The pool runs dry before each
-    /// refill lands; the requests that find it empty wait for the refill instead of asking
-    /// for a token each. Without [`Step::Wait`] this made 0.26 calls per request.
-    #[test]
-    fn sustained_load_with_slow_answers_makes_fewer_than_one_call_per_ten_requests() {
         let p = policy(1_000_000_000, 60_000);
-        for (gap, latency, seed) in [(2, 10, 41), (2, 25, 42), (1, 10, 43)] {
+        for (gap, latency, seed) in [(1, 1, 11), (2, 10, 41), (2, 25, 42), (1, 10, 43)] {
             let out = simulate(&p, 1, gap, 30_000, latency, seed, true);
             let requests = out.admitted.len() + out.refused;
             assert_eq!(out.refused, 0);
@@ -695,19 +688,6 @@ mod tests {
                 "gap {gap}, latency {latency}: {} calls for {requests}",
                 out.calls
             );
-        }
-    }
-
-    /// Waiting never lets a request through that asking would have refused: many isolates
-    /// with slow answers, just over the limit, still never exceed it.
-    #[test]
-    fn waiting_on_a_renewal_never_exceeds_the_limit() {
-        let p = policy(600, 60_000);
-        for (isolates, gap, latency, seed) in [(1, 1, 40, 51), (4, 1, 120, 52), (32, 1, 60, 53)] {
-            let out = simulate(&p, isolates, gap, 180_000, latency, seed, true);
-            let busiest = busiest_window(&out.admitted, p.window_ms);
-            assert!(busiest <= 600, "{isolates} isolates: {busiest}");
-            assert!(out.refused > 0);
         }
     }
 
