@@ -112,7 +112,7 @@ pub async fn handle(req: Incoming, env: Env, context: Context) -> Response {
     let mut log = RequestLog {
         request_id: request_id.clone(),
         // As sent: workers-rs reads any method it does not know (QUERY, ...) as GET.
-        method: req.method(),
+        method: req.method().to_string(),
         route: "unmatched",
         ..Default::default()
     };
@@ -166,11 +166,11 @@ async fn dispatch(
             ));
         }
     }
-    // The method as sent, not `req.method()`: workers-rs maps unknown methods to GET, which
-    // would serve `QUERY /api/v1/teams` as a GET instead of answering 405.
+    // The method as sent ([`Incoming::method`]): workers-rs maps unknown methods to GET,
+    // which would serve `QUERY /api/v1/teams` as a GET instead of answering 405.
     let matched = match mount {
         Some(_) => None,
-        None => match routes::match_route(&req.method(), path) {
+        None => match routes::match_route(req.method(), path) {
             Ok(m) => Some(m),
             Err(RouteError::NotFound) => return Err(ApiError::not_found("No such endpoint")),
             Err(RouteError::MethodNotAllowed { allow }) => {
@@ -214,8 +214,7 @@ async fn dispatch(
         .as_ref()
         .and_then(|p| p.principal_key(team_header.as_deref()));
     let ip_key = client_ip_key(header("CF-Connecting-IP").as_deref());
-    let raw_method = req.method();
-    let is_read = matches!(raw_method.as_str(), "GET" | "HEAD");
+    let is_read = matches!(req.method(), "GET" | "HEAD");
     let fail_d1 = config.test_hooks && header("X-Test-Fail-D1").is_some();
     // The limiters' log fields, written by the gate and merged below: the gate may run while
     // the handler holds the request's log.

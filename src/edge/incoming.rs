@@ -10,6 +10,7 @@ use crate::core::proxy::url_path_and_query;
 pub struct Incoming {
     raw: web_sys::Request,
     headers: Headers,
+    method: String,
     url: String,
     path: String,
 }
@@ -32,20 +33,17 @@ impl Incoming {
         };
         Incoming {
             headers: Headers(raw.headers()),
+            method: raw.method(),
             raw,
             url,
             path,
         }
     }
 
-    pub fn inner(&self) -> &web_sys::Request {
-        &self.raw
-    }
-
     /// The method as sent: worker's `Method` reads any method it does not know (QUERY, ...)
     /// as GET.
-    pub fn method(&self) -> String {
-        self.raw.method()
+    pub fn method(&self) -> &str {
+        &self.method
     }
 
     pub fn url(&self) -> &str {

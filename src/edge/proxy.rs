@@ -43,7 +43,7 @@ pub async fn handle(ctx: &mut Ctx<'_>, mount: Mount) -> Result<Response, ApiErro
         mount: mount.as_str(),
         ..Default::default()
     });
-    let method = ctx.req.method();
+    let method = ctx.req.method().to_string();
     if !proxy::METHODS.contains(&method.as_str()) {
         let e = ApiError::new(
             ErrorKind::MethodNotAllowed,

@@ -17,7 +17,7 @@ use crate::core::{
 const KEPT: [&str; 4] = ["Content-Type", "Content-Length", "ETag", "Last-Modified"];
 
 pub async fn serve(req: &Incoming, env: &Env, config: &Config) -> Result<Response, ApiError> {
-    let method = req.inner().method();
+    let method = req.method();
     if method != "GET" && method != "HEAD" {
         let response = crate::edge::http::error(&ApiError::new(
             ErrorKind::MethodNotAllowed,
@@ -60,7 +60,7 @@ pub async fn fetch_asset(
     if let Some(tag) = req.header("If-None-Match") {
         let _ = headers.set("If-None-Match", &tag);
     }
-    let method = if req.inner().method() == "HEAD" {
+    let method = if req.method() == "HEAD" {
         "HEAD"
     } else {
         "GET"
@@ -105,7 +105,7 @@ pub fn passed_on<N: AsRef<str>>(
         let _ = out.set(name.as_ref(), &value);
     }
     let builder = ResponseBuilder::new().with_status(status).with_headers(out);
-    let head = req.inner().method() == "HEAD";
+    let head = req.method() == "HEAD";
     match response.body() {
         ResponseBody::Stream(body) if !head => builder.stream(body.clone()),
         ResponseBody::Body(bytes) if !head => builder.fixed(bytes.clone()),
