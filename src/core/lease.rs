@@ -9,9 +9,10 @@
 //!   renewal to settle and steps again, as long as the renewal brings a token for each
 //!   waiting request ([`Step::Wait`]): under load the pool's next lease serves them, with
 //!   no call of their own. Beyond that, it asks for one token, for itself only. Waiting
-//!   only delays a request's step, so nothing below depends on it. The object grants at most what its window has left
-//!   ([`WindowState::take`]): the first token for the asking request, the rest for the pool,
-//!   which spends them until the lease ends, [`lease_ms`] after the request was sent.
+//!   only delays a request's step, so nothing below depends on it. The object grants at
+//!   most what its window has left ([`WindowState::take`]): the first token for the asking
+//!   request, the rest for the pool, which spends them until the lease ends, [`lease_ms`]
+//!   after the request was sent.
 //! - The object counts the first token at its decision and the others at the decision plus
 //!   [`lease_ms`], which is after the lease ends in the isolate (it started counting at
 //!   sending, before the decision). So a token is always counted at or after the moment it
