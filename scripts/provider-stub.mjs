@@ -36,6 +36,7 @@ for (let i = 0; i < args.length; i++) {
 }
 const SLOW_MS = Number(process.env.STUB_SLOW_MS || 8000);
 const records = [];
+let connections = 0;
 const MAX_RECORDS = 20000;
 const KEEP_BODY_TEXT = 64 * 1024;
 
@@ -190,6 +191,8 @@ const server = createServer((req, res) => {
   // 100 MB upload is never held here either.
   const record = {
     id: randomUUID(),
+    // Which TCP connection it came on, numbered as they open: a test can see reuse.
+    connection: (req.socket.stubConnection ??= ++connections),
     method: req.method,
     path,
     query: url.search,

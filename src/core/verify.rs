@@ -12,6 +12,26 @@ use super::{
 /// Where the check goes, under `COMFY_CLOUD_ORIGIN`.
 pub const ACCOUNT_PATH: &str = "/developer/api/v1/account";
 
+/// The most of the check's answer that is read, to be discarded. Read to its end, the
+/// connection to the provider is kept for the next check; a cancelled body closes it, so
+/// every PUT would open a new one (and at the edge, do a new TLS handshake). A larger
+/// answer is cancelled.
+pub const MAX_DRAINED_ANSWER: u64 = 64 * 1024;
+
+/// Whether to keep reading the check's answer, of this `Content-Length` (if any), after
+/// `read` bytes of it, to discard ([`MAX_DRAINED_ANSWER`]); otherwise it is cancelled. Its
+/// content is never looked at.
+pub fn keeps_draining(content_length: Option<&str>, read: u64) -> bool {
+    let declared = content_length.map(|value| value.trim().parse::<u64>().ok());
+    let declared_small = match declared {
+        None => true,
+        Some(Some(length)) => length <= MAX_DRAINED_ANSWER,
+        // A length that is not a number: the runtime would have refused it; cancel.
+        Some(None) => false,
+    };
+    declared_small && read <= MAX_DRAINED_ANSWER
+}
+
 /// What came back from the provider, as far as the decision needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProviderAnswer {
@@ -194,6 +214,27 @@ mod tests {
     use super::*;
 
     const NOW: UnixMillis = 1_750_000_000_000;
+
+    #[test]
+    fn only_a_small_answer_is_drained() {
+        for (length, read, drained) in [
+            (None, 0, true),
+            (None, 65_536, true),
+            (None, 65_537, false),
+            (Some("312"), 0, true),
+            (Some(" 65536 "), 312, true),
+            (Some("65537"), 0, false),
+            (Some("-1"), 0, false),
+            (Some("12, 12"), 0, false),
+            (Some(""), 0, false),
+        ] {
+            assert_eq!(
+                keeps_draining(length, read),
+                drained,
+                "{length:?} after {read}"
+            );
+        }
+    }
 
     #[test]
     fn every_answer_maps_to_the_contract_outcome() {

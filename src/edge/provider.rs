@@ -6,13 +6,15 @@
 use std::{cell::Cell, time::Duration};
 
 use futures_util::future::{select, Either};
-use wasm_bindgen::JsValue;
-use worker::{AbortController, Date, Delay, Fetch, Headers, Response, ResponseBody};
+use wasm_bindgen::{JsCast, JsValue};
+use worker::js_sys::Reflect;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{AbortController, Date, Delay, Fetch, Headers, Response};
 
 use super::outbound::{self, RequestRedirect};
 use crate::core::{
     credentials::header_safe,
-    verify::{ProviderAnswer, ACCOUNT_PATH},
+    verify::{keeps_draining, ProviderAnswer, ACCOUNT_PATH},
 };
 
 pub enum Sent {
@@ -74,8 +76,48 @@ pub async fn send(
     }
 }
 
+/// The check's answer body, discarded: read to its end when it is small, so the runtime
+/// keeps the connection for the next check, else cancelled (`core::verify::keeps_draining`).
+/// The reading gets what is left of the check's time, `left_ms`.
+async fn dispose(response: Response, left_ms: f64) {
+    let length = response.headers().get("Content-Length").ok().flatten();
+    let raw: web_sys::Response = response.into();
+    let Some(body) = raw.body() else {
+        return;
+    };
+    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let deadline = Date::now().as_millis() as f64 + left_ms;
+    let mut read = 0u64;
+    while keeps_draining(length.as_deref(), read) {
+        let left = deadline - Date::now().as_millis() as f64;
+        if left < 1.0 {
+            break;
+        }
+        let chunk = JsFuture::from(reader.read());
+        let chunk = match select(chunk, Delay::from(Duration::from_millis(left as u64))).await {
+            Either::Left((Ok(chunk), _)) => chunk,
+            // The stream failed: nothing left to keep.
+            Either::Left((Err(_), _)) => return,
+            Either::Right(_) => break,
+        };
+        let field = |name: &str| Reflect::get(&chunk, &JsValue::from_str(name)).ok();
+        if field("done").and_then(|done| done.as_bool()) != Some(false) {
+            return;
+        }
+        let bytes = field("value").map_or(0.0, |value| {
+            Reflect::get(&value, &JsValue::from_str("byteLength"))
+                .ok()
+                .and_then(|n| n.as_f64())
+                .unwrap_or(0.0)
+        });
+        read += bytes as u64;
+    }
+    let _ = reader.cancel();
+}
+
 /// `GET {origin}/developer/api/v1/account` with the key as Bearer: the provider's word on
-/// whether the key is good. Only the status is kept; the body is never read or echoed.
+/// whether the key is good. Only the status is kept; the body is discarded ([`dispose`]),
+/// never looked at or echoed.
 pub async fn check_key(origin: &str, api_key: &str, timeout_ms: u32) -> ProviderAnswer {
     // Checked first: the runtime logs a header value that is not ASCII. PUT already refuses
     // such a key; one stored before that rule can't be a key the provider issued.
@@ -90,12 +132,13 @@ pub async fn check_key(origin: &str, api_key: &str, timeout_ms: u32) -> Provider
         return ProviderAnswer::Status(401);
     }
     let url = format!("{origin}{ACCOUNT_PATH}");
+    let started = Date::now().as_millis() as f64;
     match send(("GET", &url), &headers, None, timeout_ms, None).await {
         Sent::Response(response) => {
-            if let ResponseBody::Stream(body) = response.body() {
-                let _ = body.cancel();
-            }
-            ProviderAnswer::Status(response.status_code())
+            let status = response.status_code();
+            let left_ms = f64::from(timeout_ms) - (Date::now().as_millis() as f64 - started);
+            dispose(response, left_ms).await;
+            ProviderAnswer::Status(status)
         }
         Sent::Timeout => ProviderAnswer::Timeout,
         Sent::NetworkError(_) => ProviderAnswer::NetworkError,

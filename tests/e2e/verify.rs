@@ -42,6 +42,32 @@ fn a_key_the_provider_accepts_is_saved_verified() {
     assert_eq!(team.row(w)["verification_state"], "verified");
 }
 
+/// The check's answer is read to its end, not cancelled, so the runtime keeps the
+/// connection to the provider: checks in a row do not each open a new one (at the edge,
+/// each would be a TLS handshake). Cancelled, five checks came on five connections.
+#[test]
+fn checks_in_a_row_reuse_the_connection_to_the_provider() {
+    let w = worker();
+    let _log = w.on_failure();
+    let team = Team::new(w);
+    let keys: Vec<String> = (0..5).map(|_| key("comfyui-good-")).collect();
+    for k in &keys {
+        let r = team.put(w, json!({ "api_key": k }));
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(verification(&r)["state"], "verified");
+    }
+    let connections: std::collections::BTreeSet<u64> = keys
+        .iter()
+        .flat_map(|k| checks_of(k))
+        .filter_map(|check| check["connection"].as_u64())
+        .collect();
+    assert!(
+        !connections.is_empty() && connections.len() < keys.len(),
+        "{} checks came on connections {connections:?}",
+        keys.len()
+    );
+}
+
 #[test]
 fn a_key_the_provider_refuses_is_422_and_nothing_is_saved() {
     let w = worker();
