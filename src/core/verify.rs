@@ -26,7 +26,7 @@ pub fn keeps_draining(content_length: Option<&str>, read: u64) -> bool {
     let declared_small = match declared {
         None => true,
         Some(Some(length)) => length <= MAX_DRAINED_ANSWER,
-        // A length that is not a number: the runtime would have refused it; cancel.
+        // A length that is not one number is not to be trusted: cancel.
         Some(None) => false,
     };
     declared_small && read <= MAX_DRAINED_ANSWER
