@@ -78,15 +78,14 @@ pub async fn send(
 
 /// The check's answer body, discarded: read to its end when it is small, so the runtime
 /// keeps the connection for the next check, else cancelled (`core::verify::keeps_draining`).
-/// The reading gets what is left of the check's time, `left_ms`.
-async fn dispose(response: Response, left_ms: f64) {
+/// The reading gets what is left of the check's time: until `deadline` (ms since the epoch).
+async fn dispose(response: Response, deadline: f64) {
     let length = response.headers().get("Content-Length").ok().flatten();
     let raw: web_sys::Response = response.into();
     let Some(body) = raw.body() else {
         return;
     };
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let deadline = Date::now().as_millis() as f64 + left_ms;
     let mut read = 0u64;
     while keeps_draining(length.as_deref(), read) {
         let left = deadline - Date::now().as_millis() as f64;
@@ -132,12 +131,11 @@ pub async fn check_key(origin: &str, api_key: &str, timeout_ms: u32) -> Provider
         return ProviderAnswer::Status(401);
     }
     let url = format!("{origin}{ACCOUNT_PATH}");
-    let started = Date::now().as_millis() as f64;
+    let deadline = Date::now().as_millis() as f64 + f64::from(timeout_ms);
     match send(("GET", &url), &headers, None, timeout_ms, None).await {
         Sent::Response(response) => {
             let status = response.status_code();
-            let left_ms = f64::from(timeout_ms) - (Date::now().as_millis() as f64 - started);
-            dispose(response, left_ms).await;
+            dispose(response, deadline).await;
             ProviderAnswer::Status(status)
         }
         Sent::Timeout => ProviderAnswer::Timeout,
