@@ -32,6 +32,20 @@ pub fn check_headers(
     Ok(())
 }
 
+/// Whether a body can be taken whole in one read, never holding more than `max` bytes: it
+/// declares one `Content-Length` of at most `max` and no `Transfer-Encoding` (which HTTP
+/// puts before the length). Any other body is read chunk by chunk and counted.
+pub fn declared_within(
+    content_length: Option<&str>,
+    transfer_encoding: Option<&str>,
+    max: u64,
+) -> bool {
+    transfer_encoding.is_none()
+        && content_length
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|length| length <= max)
+}
+
 fn too_large() -> ApiError {
     ApiError::new(
         ErrorKind::PayloadTooLarge,
@@ -152,6 +166,18 @@ mod tests {
 
     fn err(text: &str) -> ApiError {
         parse::<Body>(text.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn only_a_declared_small_length_is_read_whole() {
+        assert!(declared_within(Some("0"), None, 10));
+        assert!(declared_within(Some(" 10 "), None, 10));
+        assert!(!declared_within(Some("11"), None, 10));
+        assert!(!declared_within(None, None, 10));
+        assert!(!declared_within(Some("ten"), None, 10));
+        assert!(!declared_within(Some("5, 5"), None, 10));
+        assert!(!declared_within(Some("-1"), None, 10));
+        assert!(!declared_within(Some("5"), Some("chunked"), 10));
     }
 
     #[test]

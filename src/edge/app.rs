@@ -90,15 +90,24 @@ impl Ctx<'_> {
     /// The body, but never more than one chunk past the limit: a body sent without
     /// `Content-Length` is refused once it is too large, not buffered whole first.
     async fn body_up_to_limit(&mut self) -> Result<Vec<u8>, ApiError> {
-        let unreadable = |_| ApiError::invalid_request("Request body could not be read");
+        let unreadable = || ApiError::invalid_request("Request body could not be read");
         if !self.req.has_body() {
             return Ok(Vec::new());
         }
-        let mut stream = self.req.stream().map_err(unreadable)?;
+        let declared = body::declared_within(
+            self.header("Content-Length").as_deref(),
+            self.header("Transfer-Encoding").as_deref(),
+            body::MAX_BODY_BYTES as u64,
+        );
+        if declared {
+            // The runtime reads no more than the declared length: one read, not a loop.
+            return self.req.whole().await.map_err(|_| unreadable());
+        }
+        let mut stream = self.req.stream().map_err(|_| unreadable())?;
         let mut bytes = Vec::new();
         while bytes.len() <= body::MAX_BODY_BYTES {
             match stream.next().await {
-                Some(chunk) => bytes.extend_from_slice(&chunk.map_err(unreadable)?),
+                Some(chunk) => bytes.extend_from_slice(&chunk.map_err(|_| unreadable())?),
                 None => break,
             }
         }

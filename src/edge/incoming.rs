@@ -3,7 +3,10 @@
 //! under load, for properties we never read. Only a body read needs worker's type, so it
 //! is made there and nowhere else.
 
-use worker::{ByteStream, FromRequest, Headers};
+use wasm_bindgen::JsValue;
+use worker::{
+    js_sys::Uint8Array, wasm_bindgen_futures::JsFuture, ByteStream, FromRequest, Headers,
+};
 
 use crate::core::proxy::url_path_and_query;
 
@@ -64,6 +67,13 @@ impl Incoming {
 
     pub fn has_body(&self) -> bool {
         self.raw.body().is_some()
+    }
+
+    /// The whole body in one read: only for a body whose declared length bounds it
+    /// (`core::body::declared_within`). A second read fails, as the body is used.
+    pub async fn whole(&self) -> Result<Vec<u8>, JsValue> {
+        let buffer = JsFuture::from(self.raw.array_buffer()?).await?;
+        Ok(Uint8Array::new(&buffer).to_vec())
     }
 
     /// The body as a stream of chunks; a second call fails, as the body is locked.
