@@ -24,7 +24,7 @@ pub fn check_headers(
             "Content-Type must be application/json",
         ));
     }
-    if let Some(length) = content_length.and_then(|v| v.trim().parse::<u64>().ok()) {
+    if let Some(length) = declared_length(content_length) {
         if length > MAX_BODY_BYTES as u64 {
             return Err(too_large());
         }
@@ -40,10 +40,13 @@ pub fn declared_within(
     transfer_encoding: Option<&str>,
     max: u64,
 ) -> bool {
-    transfer_encoding.is_none()
-        && content_length
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|length| length <= max)
+    transfer_encoding.is_none() && declared_length(content_length).is_some_and(|n| n <= max)
+}
+
+/// A `Content-Length` as one number of bytes; `None` when there is none or it is not one
+/// number (left to counting the bytes as they come).
+pub fn declared_length(content_length: Option<&str>) -> Option<u64> {
+    content_length.and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 fn too_large() -> ApiError {

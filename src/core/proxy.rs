@@ -6,7 +6,10 @@
 //! never computed from a request: it is `COMFY_CLOUD_ORIGIN`, and a request only ever
 //! contributes a path (checked here) and a query string.
 
-use super::error::{ApiError, ErrorKind};
+use super::{
+    body,
+    error::{ApiError, ErrorKind},
+};
 
 /// The path mount: `ANY {PATH_MOUNT}/{path}` goes to `{origin}/{path}`.
 pub const PATH_MOUNT: &str = "/api/v1/cloud-providers/comfy-cloud/proxy";
@@ -241,7 +244,7 @@ pub fn proxy_status(upstream_status: u16) -> String {
 /// A declared `Content-Length` over the cap is refused before anything is sent. A missing
 /// or unparsable one is left to counting as the body streams.
 pub fn check_declared_length(content_length: Option<&str>) -> Result<Option<u64>, ApiError> {
-    let Some(declared) = content_length.and_then(|v| v.trim().parse::<u64>().ok()) else {
+    let Some(declared) = body::declared_length(content_length) else {
         return Ok(None);
     };
     if declared > MAX_UPLOAD_BYTES {

@@ -69,11 +69,9 @@ impl Ctx<'_> {
 
     /// The JSON body as `T`: 415 for another media type, 413 over 16 KiB, 400 otherwise.
     pub async fn json_body<T: FromBody>(&mut self) -> Result<T, ApiError> {
-        body::check_headers(
-            self.header("Content-Type").as_deref(),
-            self.header("Content-Length").as_deref(),
-        )?;
-        body::parse(&self.body_up_to_limit().await?)
+        let length = self.header("Content-Length");
+        body::check_headers(self.header("Content-Type").as_deref(), length.as_deref())?;
+        body::parse(&self.body_up_to_limit(length.as_deref()).await?)
     }
 
     /// As [`Ctx::json_body`], for an optional body: none at all is `T::default()`.
@@ -87,15 +85,19 @@ impl Ctx<'_> {
         self.json_body().await
     }
 
-    /// The body, but never more than one chunk past the limit: a body sent without
-    /// `Content-Length` is refused once it is too large, not buffered whole first.
-    async fn body_up_to_limit(&mut self) -> Result<Vec<u8>, ApiError> {
+    /// The body, of the `Content-Length` already read (if any), but never more than one
+    /// chunk past the limit: a body sent without one is refused once it is too large, not
+    /// buffered whole first.
+    async fn body_up_to_limit(
+        &mut self,
+        content_length: Option<&str>,
+    ) -> Result<Vec<u8>, ApiError> {
         let unreadable = || ApiError::invalid_request("Request body could not be read");
         if !self.req.has_body() {
             return Ok(Vec::new());
         }
         let declared = body::declared_within(
-            self.header("Content-Length").as_deref(),
+            content_length,
             self.header("Transfer-Encoding").as_deref(),
             body::MAX_BODY_BYTES as u64,
         );
