@@ -52,8 +52,10 @@ const LABELS = {
   c_get_sk: "(c) `GET` credential, `sk-` key (a leased principal limit; 1 D1 batch of 2 reads)",
   d_get_jwt: "(d) `GET` credential, HS256 JWT + `X-Team-ID` (a leased principal limit; 1 D1 batch)",
   e_put_sk: "(e) `PUT` credential, `sk-` key (the provider check, then 1 write batch; a caller's first PUT in an isolate reads first)",
+  e2_put_nocheck: "(e′) reference: (e) on a second worker run with `COMFY_CLOUD_VERIFY=off` (1 write batch, no provider check)",
   h_floor_io: "(h) reference: JS worker making 2 DO calls and 1 D1 batch of 2 reads ((c) before issue 14)",
-  i_heartbeat: "(i) `POST /api/v1/agents/heartbeat`, `dk-` key (1 D1 read, 1 presence DO write)",
+  i_heartbeat: "(i) `POST /api/v1/agents/heartbeat`, `dk-` key, one version (1 D1 read; presence written once a second per isolate)",
+  i2_heartbeat_versions: "(i′) the same with a new `version` in each heartbeat (1 D1 read, 1 presence DO write each)",
   j_route: "(j) `POST /api/v1/tasks/route`, an agent online (D1 reads, 1 presence DO read)",
   k_proxy: "(k) proxied `GET` of the stub's account endpoint through the path mount (`sk-` key with `use`)",
 };
@@ -143,12 +145,16 @@ for (const mode of MODES) {
   }
   const put = ratio("e_put_sk", "r2_write");
   if (!Number.isNaN(put)) check(`${mode}: (e) PUT ≥ 0.9 × (R2)`, x(put), put >= 0.9);
+  const unchecked = ratio("e2_put_nocheck", "r2_write");
+  if (!Number.isNaN(unchecked)) check(`${mode}: (e′) PUT without the provider check ÷ (R2)`, x(unchecked), null);
   const p99 = ratio("c_get_sk", "r1_read", "p99");
   if (!Number.isNaN(p99)) check(`${mode}: (c) p99 ≤ 2 × (R1) p99`, x(p99), p99 <= 2);
   const proxy = ratio("k_proxy", "r3_fetch");
   if (!Number.isNaN(proxy)) check(`${mode}: (k) proxied GET ≥ 0.8 × (R3)`, x(proxy), proxy >= 0.8);
   const hb = ratio("i_heartbeat", "a_floor");
   if (!Number.isNaN(hb)) check(`${mode}: (i) heartbeat ≥ 0.5 × floor`, x(hb), hb >= 0.5);
+  const written = ratio("i2_heartbeat_versions", "a_floor");
+  if (!Number.isNaN(written)) check(`${mode}: (i′) heartbeat, every one written, ÷ floor`, x(written), null);
   if (st.c_get_sk && st.r1_read) {
     const extra = st.c_get_sk.cpu - st.r1_read.cpu;
     check(`${mode}: CPU per GET ≤ 0.5 ms above (R1)'s${mode === "miniflare" ? "" : " (the target is for Miniflare)"}`,
@@ -177,10 +183,10 @@ let capacity = "";
 const capPath = join(runDir, "capacity.tsv");
 if (existsSync(capPath)) {
   const [, ...caps] = readFileSync(capPath, "utf8").trim().split("\n");
-  const hb = stat.i_heartbeat;
+  const hb = stat.i2_heartbeat_versions;
   capacity = "### Agents: one team's presence object\n\n";
   if (hb) {
-    capacity += `Heartbeats into one object, (i) above: ${f2(hb.rps)} req/s (p99 ${f2(hb.p99)} ms). At one heartbeat per agent every 15 s, that rate serves **${Math.floor(hb.rps * 15).toLocaleString("en")} agents** in one team before heartbeats alone use the whole of it (the object then becomes the hot spot: every heartbeat of the team queues behind it).\n\n`;
+    capacity += `Heartbeats each written into one object, (i′) above: ${f2(hb.rps)} req/s (p99 ${f2(hb.p99)} ms). At one heartbeat per agent every 15 s, that rate serves **${Math.floor(hb.rps * 15).toLocaleString("en")} agents** in one team before heartbeats alone use the whole of it (the object then becomes the hot spot: every heartbeat of the team queues behind it).\n\n`;
   }
   capacity += "The route decision reads every usable device key (D1) and every presence entry; with more agents online (each having beaten once):\n\n";
   capacity += "| agents online | route req/s | p50 ms | p99 ms | req/s ÷ floor | errors |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n";

@@ -13,8 +13,10 @@
 #    the physical floor of the design, issue 16); (h) the round trips of (c) before issue 14
 #    (bench/floor-io); (f) a 404 and (g) a 401 for a forged key. The worker's scenarios:
 #    (b) GET /healthz, (c) GET credential with an sk- key, (d) the same with an HS256 JWT,
-#    (e) PUT credential, (i) an agent heartbeat, (j) a routing decision, (k) a proxied GET
-#    of the stub's account endpoint. In the last round, the worker's log lines written
+#    (e) PUT credential, (i) an agent heartbeat with one version, (i′) heartbeats with a new
+#    version each (every one a presence write), (j) a routing decision, (k) a proxied GET
+#    of the stub's account endpoint, and in Miniflare mode (e′) the PUT of a second worker
+#    run with COMFY_CLOUD_VERIFY=off (no provider check: what the check costs). In the last round, the worker's log lines written
 #    during each scenario's load give its own count of D1 round trips and DO calls;
 #    the provider stub (scripts/provider-stub.mjs) answers the PUT's check and the proxy;
 # 5. presence capacity (wrangler mode): the route decision with 200, 1000 and 2000 agents in
@@ -131,7 +133,8 @@ start() {
 
 state="$run_dir/state"
 mf_state="$run_dir/mf-state"
-mkdir -p "$state" "$mf_state" "$run_dir/floor-state" "$run_dir/floor-log-state" "$run_dir/floor-io-state" \
+nc_state="$run_dir/mf-nocheck-state"
+mkdir -p "$state" "$mf_state" "$nc_state" "$run_dir/floor-state" "$run_dir/floor-log-state" "$run_dir/floor-io-state" \
   "$run_dir/refs-state" "$run_dir/mf-refs-state"
 config="$run_dir/wrangler.toml"
 awk -v main="$ROOT/$run_dir/build/index.js" -v migrations="$ROOT/migrations" -v assets="$ROOT/public" '
@@ -140,7 +143,7 @@ awk -v main="$ROOT/$run_dir/build/index.js" -v migrations="$ROOT/migrations" -v 
   /^directory = / { print "directory = \"" assets "\""; next }
   /^migrations_dir = / { print "migrations_dir = \"" migrations "\""; next }
   !skip' wrangler.toml > "$config"
-for st in "$state" "$mf_state"; do
+for st in "$state" "$mf_state" "$nc_state"; do
   "$WRANGLER" d1 migrations apply DB --local --config "$config" --persist-to "$st" \
     >> "$run_dir/schema.log" 2>&1
 done
@@ -197,6 +200,10 @@ start_mf() { # name port ready-path args...
 }
 mf_worker_port=$(free_port)
 start_mf mf_worker "$mf_worker_port" /healthz worker "$mf_worker_port" "$mf_state" "$run_dir/build" "${mf_vars[@]}"
+# The same worker without the provider check on PUT, for (e′) only.
+mf_nc_port=$(free_port)
+start_mf mf_nocheck "$mf_nc_port" /healthz worker "$mf_nc_port" "$nc_state" "$run_dir/build" \
+  "${mf_vars[@]}" COMFY_CLOUD_VERIFY=off
 mf_floor_port=$(free_port)
 start_mf mf_floor "$mf_floor_port" / floor "$mf_floor_port"
 mf_refs_port=$(free_port)
@@ -236,6 +243,7 @@ seed() { # base: prints "team key dk use_key"
 }
 read -r team key dk use_key <<< "$(seed "http://127.0.0.1:$worker_port")"
 read -r mf_team mf_key mf_dk mf_use_key <<< "$(seed "http://127.0.0.1:$mf_worker_port")"
+read -r _ nc_key _ _ <<< "$(seed "http://127.0.0.1:$mf_nc_port")"
 for p in "$refs_port" "$mf_refs_port"; do
   for path in /read /write /fetch; do
     [ "$(status_of "http://127.0.0.1:$p$path")" = 200 ] || { say "reference $path failed on $p"; exit 1; }
@@ -275,6 +283,7 @@ group_of() { # mode scenario
     a2_floor_log) pgid_of floor_log ;;
     h_floor_io) pgid_of floor_io ;;
     r1_read | r2_write | r3_fetch) pgid_of "${prefix}refs" ;;
+    e2_put_nocheck) pgid_of mf_nocheck ;;
     *) pgid_of "${prefix}worker" ;;
   esac
 }
@@ -295,7 +304,11 @@ run_wrk() { # mode scenario duration
     c_get_sk) wrk "${common[@]}" -H "Authorization: Bearer $M_KEY" "$M_CRED" ;;
     d_get_jwt) wrk "${common[@]}" -H "Authorization: Bearer $jwt" -H "X-Team-ID: $M_TEAM" "$M_CRED" ;;
     e_put_sk) BENCH_AUTH=$M_KEY wrk "${common[@]}" -s bench/put.lua "$M_CRED" ;;
+    e2_put_nocheck) BENCH_AUTH=$nc_key wrk "${common[@]}" -s bench/put.lua \
+      "http://127.0.0.1:$mf_nc_port/api/v1/cloud-providers/comfy-cloud" ;;
     i_heartbeat) BENCH_AUTH=$M_DK BENCH_BODY='{"version":"1.0.0"}' wrk "${common[@]}" -s bench/post.lua \
+      "$M_BASE/api/v1/agents/heartbeat" ;;
+    i2_heartbeat_versions) BENCH_AUTH=$M_DK BENCH_VERSIONS=1 wrk "${common[@]}" -s bench/post.lua \
       "$M_BASE/api/v1/agents/heartbeat" ;;
     j_route) BENCH_AUTH=$M_USE wrk "${common[@]}" -s bench/post.lua "$M_BASE/api/v1/tasks/route" ;;
     k_proxy) wrk "${common[@]}" -H "Authorization: Bearer $M_USE" "$M_CRED/proxy/developer/api/v1/account" ;;
@@ -309,9 +322,9 @@ to_ms() { awk -v v="$1" 'BEGIN {
 
 modes=(${BENCH_MODES:-wrangler miniflare})
 scenarios_wrangler=(a_floor a2_floor_log r1_read r2_write r3_fetch f_404 g_401 b_healthz c_get_sk
-  d_get_jwt e_put_sk h_floor_io i_heartbeat j_route k_proxy)
+  d_get_jwt e_put_sk h_floor_io i_heartbeat i2_heartbeat_versions j_route k_proxy)
 scenarios_miniflare=(a_floor r1_read r2_write r3_fetch f_404 g_401 b_healthz c_get_sk d_get_jwt
-  e_put_sk i_heartbeat j_route k_proxy)
+  e_put_sk e2_put_nocheck i_heartbeat i2_heartbeat_versions j_route k_proxy)
 scenarios_of() { local v="scenarios_$1[@]"; echo "${!v}"; }
 say "warm-up: $WARMUP per scenario"
 for mode in "${modes[@]}"; do
@@ -322,7 +335,11 @@ done
 # scenarios' load give the mean `d1_calls` and `do_calls` per request under that load
 # (bench/trips.mjs). Leases make the principal's DO calls depend on the rate, so this is
 # the figure at the rate measured, not at a trickle.
-worker_log_of() { [ "$1" = miniflare ] && echo "$run_dir/mf_worker.log" || echo "$run_dir/worker.log"; }
+worker_log_of() { # mode scenario
+  if [ "$2" = e2_put_nocheck ]; then echo "$run_dir/mf_nocheck.log"
+  elif [ "$1" = miniflare ]; then echo "$run_dir/mf_worker.log"
+  else echo "$run_dir/worker.log"; fi
+}
 printf 'mode\tscenario\trequests\td1_per_req\tdo_per_req\n' > "$run_dir/roundtrips.tsv"
 printf 'mode\tscenario\tround\trps\tp50_ms\tp99_ms\trequests\tnon2xx\tsocket_errors\tcpu_ms_per_req\n' > "$results"
 for round in $(seq 1 "$ROUNDS"); do
@@ -330,12 +347,13 @@ for round in $(seq 1 "$ROUNDS"); do
     for s in $(scenarios_of "$mode"); do
       out="$run_dir/wrk-$mode-$s-$round.txt"
       pg=$(group_of "$mode" "$s")
-      log=$(worker_log_of "$mode")
+      log=$(worker_log_of "$mode" "$s")
       offset=$(stat -c %s "$log")
       c0=$(group_cpu_ticks "$pg")
       run_wrk "$mode" "$s" "$DURATION" > "$out"
       c1=$(group_cpu_ticks "$pg")
-      if [ "$round" = "$ROUNDS" ] && [ "$pg" = "$(group_of "$mode" c_get_sk)" ]; then
+      if [ "$round" = "$ROUNDS" ] && { [ "$pg" = "$(group_of "$mode" c_get_sk)" ] \
+        || [ "$s" = e2_put_nocheck ]; }; then
         sleep 1 # the last lines reach the log
         node bench/trips.mjs "$log" "$offset" "$mode" "$s" >> "$run_dir/roundtrips.tsv"
       fi
@@ -359,7 +377,7 @@ say "round trips per request under load: $(tr '\n' ';' < "$run_dir/roundtrips.ts
 # ---- 5. presence capacity -------------------------------------------------------------------
 # One team's presence object with more and more agents: each new device key beats once, then
 # the route decision (which reads every device key from D1 and every entry from the object)
-# is loaded for one duration. The heartbeat scenario (i) above is the object's write rate.
+# is loaded for one duration. The heartbeat scenario (i′) above is the object's write rate.
 base="http://127.0.0.1:$worker_port"
 printf 'agents\trps\tp50_ms\tp99_ms\trequests\tnon2xx\n' > "$run_dir/capacity.tsv"
 have=1

@@ -5,6 +5,7 @@ pub mod access;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod beats;
 pub mod body;
 pub mod config;
 pub mod credentials;

@@ -128,6 +128,58 @@ fn an_agent_comes_online_and_goes_offline_after_the_ttl() {
     assert_eq!(route(&w, &team).json()["target"], "local");
 }
 
+/// Issue 16: an agent beating faster than once a second costs one presence write per second
+/// (per isolate), not one per heartbeat; a new version is written at once, and every
+/// heartbeat still reads its device key.
+#[test]
+fn rapid_heartbeats_are_written_once_a_second_and_a_new_version_at_once() {
+    let w = worker();
+    let _log = w.on_failure();
+    let team = Team::new(w);
+    let (id, dk) = device(w, &team, "eager");
+    let started = Instant::now();
+    let replies: Vec<Reply> = (0..20).map(|_| beat(w, &dk, Some("1.0"))).collect();
+    let elapsed = started.elapsed();
+    assert!(replies.iter().all(|r| r.status == 200));
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "the machine is too slow for this check"
+    );
+    let lines: Vec<Value> = replies.iter().map(|r| w.log_line_of(r)).collect();
+    assert!(
+        lines.iter().all(|l| l["d1_calls"] == 1),
+        "the key is read every time"
+    );
+    // Object calls: the limiter's leases (1, 2, 4, 8 and 16 tokens: about five calls for
+    // twenty requests) and one presence write per second begun. One write per heartbeat
+    // would make at least twenty.
+    let calls: u64 = lines.iter().map(|l| l["do_calls"].as_u64().unwrap()).sum();
+    assert!(
+        calls <= 8 + elapsed.as_secs(),
+        "{calls} object calls for 20 heartbeats in {elapsed:?}"
+    );
+    assert_eq!(agents(w, &team)[0]["version"], "1.0");
+
+    let r = beat(w, &dk, Some("1.1"));
+    assert_eq!(r.status, 200);
+    let listed = agents(w, &team);
+    assert_eq!(
+        (
+            &listed[0]["agent_id"],
+            &listed[0]["online"],
+            &listed[0]["version"]
+        ),
+        (&json!(id), &json!(true), &json!("1.1"))
+    );
+    // Even right after a written heartbeat, a failing object is reported, not skipped.
+    Call::post(w, HEARTBEAT)
+        .bearer(&dk)
+        .json(&json!({"version": "1.1"}))
+        .header("X-Test-Fail-Presence", "1")
+        .send()
+        .assert_error(503, "service_unavailable");
+}
+
 #[test]
 fn two_agents_and_one_revoked() {
     let w = worker();

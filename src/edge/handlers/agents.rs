@@ -2,12 +2,15 @@
 //! routing decision. Presence is the team's `AgentPresence` object; which device keys count
 //! is D1's word, read on every request, so a revoked key drops out at once.
 
+use std::cell::RefCell;
+
 use futures_util::future::join;
 use worker::Response;
 
 use super::credentials::audit;
 use crate::core::{
     access::Actor,
+    beats::BeatCache,
     error::{ApiError, ErrorKind},
     json::{Obj, ToJson},
     pages::{page_of, uuid_cursor},
@@ -19,6 +22,11 @@ use crate::edge::{
     auth::{authenticate, authenticate_with_credential, TeamScope},
     http, presence as presence_object,
 };
+
+thread_local! {
+    /// Heartbeats this isolate wrote lately (`core/beats.rs`).
+    static BEATS: RefCell<BeatCache> = RefCell::new(BeatCache::default());
+}
 
 fn presence_unavailable(e: worker::Error) -> ApiError {
     ApiError::unavailable(
@@ -32,7 +40,7 @@ fn fail_presence(ctx: &Ctx<'_>) -> bool {
 }
 
 /// `POST /api/v1/agents/heartbeat`: device keys only. No D1 write: the time goes to the
-/// team's presence object.
+/// team's presence object, at most once a second per agent and isolate.
 pub async fn heartbeat(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     // Unscoped: a JWT is refused as such (403), whatever X-Team-ID says or lacks.
     let actor = authenticate(ctx, TeamScope::Unscoped).await?;
@@ -54,10 +62,18 @@ pub async fn heartbeat(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
         last_seen: ctx.now,
         version: body.version,
     };
-    ctx.log.do_calls += 1;
-    presence_object::beat(ctx.env, team_id, seen, fail_presence(ctx))
-        .await
-        .map_err(presence_unavailable)?;
+    let fail = fail_presence(ctx);
+    // A heartbeat this isolate wrote within the last second, with the same version, is not
+    // written again (`core/beats.rs`); the device key was still read from D1 just now.
+    if fail || !BEATS.with_borrow_mut(|beats| beats.recorded(team_id, &seen, ctx.now)) {
+        ctx.log.do_calls += 1;
+        let written = presence_object::beat(ctx.env, team_id, seen.clone(), fail).await;
+        BEATS.with_borrow_mut(|beats| match written {
+            Ok(()) => beats.written(team_id, &seen, ctx.now),
+            Err(_) => beats.forget(team_id, &seen.agent_id),
+        });
+        written.map_err(presence_unavailable)?;
+    }
     Ok(http::json(
         200,
         Obj::new()
