@@ -16,8 +16,9 @@
 #    (e) PUT credential, (i) an agent heartbeat with one version, (i′) heartbeats with a new
 #    version each (every one a presence write), (j) a routing decision, (k) a proxied GET
 #    of the stub's account endpoint, and in Miniflare mode (e′) the PUT of a second worker
-#    run with COMFY_CLOUD_VERIFY=off (no provider check: what the check costs). In the last round, the worker's log lines written
-#    during each scenario's load give its own count of D1 round trips and DO calls;
+#    run with COMFY_CLOUD_VERIFY=off (no provider check: what the check costs). In the last
+#    round, the worker's log lines written during each scenario's load give its own count
+#    of D1 round trips and DO calls;
 #    the provider stub (scripts/provider-stub.mjs) answers the PUT's check and the proxy;
 # 5. presence capacity (wrangler mode): the route decision with 200, 1000 and 2000 agents in
 #    one team's presence object (BENCH_AGENTS), each having beaten once;

@@ -10,6 +10,10 @@
 //! - Only a write the presence object acknowledged counts. Heartbeats that arrive while a
 //!   write is still on its way write too, and a failed write is forgotten, so a 200 always
 //!   means the object holds a heartbeat of this agent no older than [`COALESCE_MS`].
+//! - Writes can be acknowledged out of order. The object keeps the latest heartbeat, and so
+//!   does this cache: an older write acknowledged late changes nothing, and two writes of
+//!   the same time with different versions leave the cache not knowing which one the
+//!   object kept, so it forgets both.
 //!
 //! What it trades: the object's `last_seen` can be up to [`COALESCE_MS`] older than the
 //! agent's latest heartbeat, so an agent beating more often than that and then stopping
@@ -21,10 +25,10 @@ use crate::core::{presence::Seen, time::UnixMillis, ttl_cache::TtlCache};
 pub const COALESCE_MS: i64 = 1_000;
 pub const CACHE_ENTRIES: usize = 4_096;
 
-/// By team and agent id: the version of the heartbeat last written, until [`COALESCE_MS`]
-/// after it.
+/// By team and agent id: the version and time of the latest heartbeat written, until
+/// [`COALESCE_MS`] after it.
 #[derive(Debug)]
-pub struct BeatCache(TtlCache<(String, String), Option<String>>);
+pub struct BeatCache(TtlCache<(String, String), (Option<String>, UnixMillis)>);
 
 impl Default for BeatCache {
     fn default() -> Self {
@@ -39,14 +43,23 @@ impl BeatCache {
         let key = (team_id.to_owned(), seen.agent_id.clone());
         self.0
             .get_mut(&key, now)
-            .is_some_and(|version| *version == seen.version)
+            .is_some_and(|(version, _)| *version == seen.version)
     }
 
     /// The presence object acknowledged `seen`, written at `seen.last_seen`.
     pub fn written(&mut self, team_id: &str, seen: &Seen, now: UnixMillis) {
         let key = (team_id.to_owned(), seen.agent_id.clone());
-        self.0
-            .insert(key, seen.version.clone(), seen.last_seen + COALESCE_MS, now);
+        match self.0.get_mut(&key, now) {
+            Some((_, at)) if *at > seen.last_seen => {}
+            Some((version, at)) if *at == seen.last_seen && *version != seen.version => {
+                self.0.remove(&key);
+            }
+            _ => {
+                let until = seen.last_seen + COALESCE_MS;
+                self.0
+                    .insert(key, (seen.version.clone(), seen.last_seen), until, now);
+            }
+        }
     }
 
     /// The write of a heartbeat failed: the next one writes.
@@ -101,6 +114,24 @@ mod tests {
         assert!(!cache.recorded("t", &seen("a", 10, None), 10));
         cache.written("t", &seen("a", 900, None), 900);
         assert!(cache.recorded("t", &seen("a", 1_800, None), 1_800));
+    }
+
+    #[test]
+    fn an_older_write_acknowledged_late_leaves_the_latest_in_place() {
+        let mut cache = BeatCache::default();
+        cache.written("t", &seen("a", 500, Some("1.1")), 600);
+        // The object kept 1.1 (the later heartbeat), and so does the cache.
+        cache.written("t", &seen("a", 400, Some("1.0")), 610);
+        assert!(cache.recorded("t", &seen("a", 700, Some("1.1")), 700));
+        assert!(!cache.recorded("t", &seen("a", 700, Some("1.0")), 700));
+        // The same time, another version: which one the object kept is unknown.
+        cache.written("t", &seen("a", 500, Some("1.2")), 620);
+        assert!(!cache.recorded("t", &seen("a", 700, Some("1.1")), 700));
+        assert!(!cache.recorded("t", &seen("a", 700, Some("1.2")), 700));
+        // The same time and version again is the same heartbeat.
+        cache.written("t", &seen("b", 500, None), 600);
+        cache.written("t", &seen("b", 500, None), 610);
+        assert!(cache.recorded("t", &seen("b", 700, None), 700));
     }
 
     /// The promise behind a 200, over a long run of beats at random times, versions and
