@@ -56,7 +56,7 @@ const LABELS = {
   h_floor_io: "(h) reference: JS worker making 2 DO calls and 1 D1 batch of 2 reads ((c) before issue 14)",
   i_heartbeat: "(i) `POST /api/v1/agents/heartbeat`, `dk-` key, one version (1 D1 read; presence written once a second per isolate)",
   i2_heartbeat_versions: "(i′) the same with a new `version` in each heartbeat (1 D1 read, 1 presence DO write each)",
-  j_route: "(j) `POST /api/v1/tasks/route`, an agent online (D1 reads, 1 presence DO read)",
+  j_route: "(j) `POST /api/v1/tasks/route`, an agent online (1 D1 batch of 3 reads; 1 presence DO read, beside it for a caller the isolate knows)",
   k_proxy: "(k) proxied `GET` of the stub's account endpoint through the path mount (`sk-` key with `use`)",
 };
 const stats = {};

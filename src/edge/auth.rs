@@ -12,7 +12,7 @@ use std::cell::RefCell;
 
 use super::{
     app::Ctx,
-    repo::{Repo, SealedCredential},
+    repo::{CallerReads, Repo, SealedCredential},
 };
 use crate::core::{
     access::{Actor, Role, TEAM_DELETED},
@@ -27,6 +27,7 @@ use crate::core::{
     credentials::CredentialRecord,
     error::ApiError,
     ids::parse_uuid,
+    presence::DeviceKey,
     providers::Provider,
     teams::MemberRecord,
     time::UnixMillis,
@@ -185,7 +186,7 @@ pub async fn authenticate_with_credential(
     ctx: &mut Ctx<'_>,
     provider: &Provider,
 ) -> Result<(Actor, Option<CredentialRecord>), ApiError> {
-    let (actor, credential) = authenticate_with_sealed(ctx, provider, false).await?;
+    let (actor, credential, _) = authenticate_with_reads(ctx, provider, false, false).await?;
     Ok((actor, credential.map(|c| c.record)))
 }
 
@@ -195,37 +196,70 @@ pub async fn authenticate_with_sealed_credential(
     ctx: &mut Ctx<'_>,
     provider: &Provider,
 ) -> Result<(Actor, Option<SealedCredential>), ApiError> {
-    authenticate_with_sealed(ctx, provider, true).await
+    let (actor, credential, _) = authenticate_with_reads(ctx, provider, true, false).await?;
+    Ok((actor, credential))
 }
 
-async fn authenticate_with_sealed(
+/// As [`authenticate_with_credential`], with the team's usable device keys read in the same
+/// round trip: the route decision.
+pub async fn authenticate_with_devices(
+    ctx: &mut Ctx<'_>,
+    provider: &Provider,
+) -> Result<(Actor, Option<CredentialRecord>, Vec<DeviceKey>), ApiError> {
+    let (actor, credential, devices) = authenticate_with_reads(ctx, provider, false, true).await?;
+    Ok((
+        actor,
+        credential.map(|c| c.record),
+        devices.unwrap_or_default(),
+    ))
+}
+
+/// The team of the caller, if this isolate authenticated this principal from D1 in the
+/// last minute (`WriterCache::team_of`): for a read that runs beside the authentication.
+/// Its answer may be used only if the authentication then finds the caller in that team.
+pub fn remembered_team(ctx: &Ctx<'_>) -> Option<String> {
+    let principal = ctx.principal_key.as_deref()?;
+    WRITERS.with(|w| w.borrow_mut().team_of(principal, ctx.now))
+}
+
+async fn authenticate_with_reads(
     ctx: &mut Ctx<'_>,
     provider: &Provider,
     sealed: bool,
-) -> Result<(Actor, Option<SealedCredential>), ApiError> {
-    let (actor, credential) = match take_presented(ctx)? {
+    devices: bool,
+) -> Result<(Actor, Option<SealedCredential>, Option<Vec<DeviceKey>>), ApiError> {
+    let devices = devices.then_some(ctx.now);
+    let (actor, credential, devices) = match take_presented(ctx)? {
         Presented::Refused(e) => return Err(e),
         Presented::ApiKey { hash } => {
-            let (record, credential) = ctx
+            let CallerReads {
+                caller,
+                credential,
+                devices,
+            } = ctx
                 .repo
-                .api_key_and_credential(&hash, provider, sealed)
+                .api_key_and_credential(&hash, provider, sealed, devices)
                 .await?;
-            (key_actor(ctx, record).await?, credential)
+            (key_actor(ctx, caller).await?, credential, devices)
         }
         Presented::Session(session) => {
             let team_id = named_team(ctx)?;
-            let (member, credential) = ctx
+            let CallerReads {
+                caller,
+                credential,
+                devices,
+            } = ctx
                 .repo
-                .member_and_credential(&team_id, &session.user_id, provider, sealed)
+                .member_and_credential(&team_id, &session.user_id, provider, sealed, devices)
                 .await?;
             let actor = Actor::User {
                 user_id: session.user_id,
-                team: Some(membership(ctx, team_id, member).await?),
+                team: Some(membership(ctx, team_id, caller).await?),
             };
-            (remembered(ctx, actor, None), credential)
+            (remembered(ctx, actor, None), credential, devices)
         }
     };
-    Ok((logged(ctx, actor), credential))
+    Ok((logged(ctx, actor), credential, devices))
 }
 
 fn take_presented(ctx: &mut Ctx<'_>) -> Result<Presented, ApiError> {

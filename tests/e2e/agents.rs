@@ -221,6 +221,59 @@ fn two_agents_and_one_revoked() {
 }
 
 #[test]
+fn a_route_decision_is_one_database_round_trip_and_a_lost_right_counts_at_once() {
+    let w = worker();
+    let _log = w.on_failure();
+    let team = Team::new(w);
+    let (agent_id, dk) = device(w, &team, "local");
+    assert_eq!(beat(w, &dk, None).status, 200);
+    let member = unique_user("member");
+    add_member(w, &team.owner, &team.id, &member, "member");
+    let (sk, sk_id) = team.key_and_id(
+        w,
+        json!({"name": "router", "kind": "secret", "scopes": ["cloud_providers:use"]}),
+    );
+    let as_member = || {
+        Call::post(w, ROUTE)
+            .bearer(&token(&member))
+            .header("X-Team-ID", &team.id)
+            .send()
+    };
+    let as_key = || Call::post(w, ROUTE).bearer(&sk).send();
+    // The first call of a caller, and the later ones (whose presence read runs beside the
+    // batch): each reads the caller, the credential and the device keys in one D1 batch.
+    for r in [as_member(), as_member(), as_key(), as_key()] {
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(
+            (&r.json()["target"], &r.json()["agent_id"]),
+            (&json!("local"), &json!(agent_id))
+        );
+        let line = w.log_line_of(&r);
+        assert_eq!(line["d1_calls"], 1, "{line}");
+    }
+    // Removed, revoked: refused on the very next call, though this isolate remembers the
+    // caller's team.
+    let removed = Call::delete(w, &format!("/api/v1/team/members/{member}"))
+        .bearer(&token(&team.owner))
+        .header("X-Team-ID", &team.id)
+        .send();
+    assert_eq!(removed.status, 204, "{}", removed.text);
+    as_member().assert_error(403, "forbidden");
+    let revoked = team
+        .call(Call::delete(w, &format!("/api/v1/api-keys/{sk_id}")))
+        .send();
+    assert_eq!(revoked.status, 200);
+    as_key().assert_error(401, "unauthorized");
+    // A failing presence object is reported on the path beside the batch too.
+    let r = route(w, &team);
+    assert_eq!(r.status, 200, "{}", r.text);
+    team.call(Call::post(w, ROUTE))
+        .header("X-Test-Fail-Presence", "1")
+        .send()
+        .assert_error(503, "service_unavailable");
+}
+
+#[test]
 fn fallback_needs_it_on_an_active_key_and_no_rejection() {
     let w = worker();
     let _log = w.on_failure();

@@ -99,6 +99,14 @@ impl WriterCache {
         })
     }
 
+    /// The team of a caller remembered here, for a read that may start before D1 has
+    /// answered for the caller (the route decision's presence read). Its result may only be
+    /// used once D1 has vouched for the caller in that very team: this lets nothing through.
+    pub fn team_of(&mut self, principal: &str, now: UnixMillis) -> Option<String> {
+        let known = self.0.get_mut(&principal.to_string(), now)?;
+        known.actor.team_id().map(str::to_string)
+    }
+
     /// After a refused write: the next request reads D1 again.
     pub fn forget(&mut self, principal: &str) {
         self.0.remove(&principal.to_string());
@@ -199,5 +207,28 @@ mod tests {
         assert!(!cache.writer("key:k", NOW + 2, may_write).unwrap().touch);
         cache.remember("user:alice".into(), admin(), None, NOW);
         assert!(!cache.writer("user:alice", NOW, may_write).unwrap().touch);
+    }
+
+    #[test]
+    fn a_remembered_team_is_any_callers_own_and_lasts_as_long_as_the_caller() {
+        let mut cache = WriterCache::default();
+        cache.remember("user:alice".into(), admin(), None, NOW);
+        cache.remember("key:k".into(), integration(), Some((None, Some(NOW))), NOW);
+        // Whatever the caller may do: a member, or a key that may not write, has its team.
+        let member = Actor::User {
+            user_id: "carol".into(),
+            team: Some(("team-2".into(), Role::Member)),
+        };
+        cache.remember("user:carol".into(), member, None, NOW);
+        assert_eq!(cache.team_of("user:alice", NOW).as_deref(), Some("team-1"));
+        assert_eq!(
+            cache.team_of("key:k", NOW + 59_999).as_deref(),
+            Some("team-1")
+        );
+        assert_eq!(cache.team_of("user:carol", NOW).as_deref(), Some("team-2"));
+        assert_eq!(cache.team_of("key:k", NOW + 60_000), None);
+        assert_eq!(cache.team_of("user:nobody", NOW), None);
+        cache.forget("user:alice");
+        assert_eq!(cache.team_of("user:alice", NOW), None);
     }
 }

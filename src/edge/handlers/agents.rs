@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 
-use futures_util::future::join;
+use futures_util::future::{join, OptionFuture};
 use worker::Response;
 
 use super::credentials::audit;
@@ -19,7 +19,7 @@ use crate::core::{
 };
 use crate::edge::{
     app::Ctx,
-    auth::{authenticate, authenticate_with_credential, TeamScope},
+    auth::{authenticate, authenticate_with_devices, remembered_team, TeamScope},
     http, presence as presence_object,
 };
 
@@ -120,14 +120,39 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
 
 /// `POST /api/v1/tasks/route`: a local agent, else ComfyUI Cloud when fallback allows it,
 /// else 503 `no_compute_available` saying why. Fallbacks and refusals are audited.
+///
+/// One D1 round trip (the caller, the credential and the device keys in one batch) and one
+/// presence read. When this isolate authenticated the caller in the last minute, the
+/// presence read runs beside the batch, for the team remembered; its answer is used only if
+/// the batch then finds the caller in that same team.
 pub async fn route(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     let provider = providers::by_slug("comfy-cloud").expect("comfy-cloud is registered");
-    let (actor, credential) = authenticate_with_credential(ctx, provider).await?;
+    let early = remembered_team(ctx).map(|team| {
+        ctx.log.do_calls += 1;
+        let (env, now, fail) = (ctx.env.clone(), ctx.now, fail_presence(ctx));
+        async move {
+            let seen = presence_object::read(&env, &team, now, fail).await;
+            (team, seen)
+        }
+    });
+    let (authenticated, early) = join(
+        authenticate_with_devices(ctx, provider),
+        OptionFuture::from(early),
+    )
+    .await;
+    let (actor, credential, devices) = authenticated?;
     actor.may_route_tasks()?;
     let request: RouteRequest = ctx.optional_json_body().await?;
     request.validate()?;
     let team_id = actor.team_id().unwrap_or_default();
-    let (devices, seen) = devices_and_presence(ctx, team_id, None).await?;
+    let seen = match early {
+        Some((team, seen)) if team == team_id => seen,
+        _ => {
+            ctx.log.do_calls += 1;
+            presence_object::read(ctx.env, team_id, ctx.now, fail_presence(ctx)).await
+        }
+    }
+    .map_err(presence_unavailable)?;
     let online = presence::online(&devices, &seen, ctx.now, ctx.config.agent_ttl_secs);
     let decision = presence::decide(&online, credential.as_ref());
     let action = match &decision {

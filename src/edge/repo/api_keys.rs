@@ -86,17 +86,9 @@ impl Repo {
         now: UnixMillis,
         page: Option<(Option<&str>, usize)>,
     ) -> Result<Vec<DeviceKey>> {
-        d1_row! {
-            struct Row {
-                id: String,
-                name: String,
-            }
-        }
-        let rows: Vec<Row> = self
+        let rows: Vec<DeviceKeyRow> = self
             .all(
-                "SELECT id, name FROM api_keys WHERE team_id = ?1 AND kind = 'device' \
-                 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2) \
-                 AND (?3 IS NULL OR id > ?3) ORDER BY id LIMIT ?4",
+                &device_keys_sql("?1"),
                 &[
                     text(team_id),
                     num(now),
@@ -105,13 +97,7 @@ impl Repo {
                 ],
             )
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| DeviceKey {
-                id: r.id,
-                name: r.name,
-            })
-            .collect())
+        Ok(rows.into_iter().map(DeviceKeyRow::key).collect())
     }
 
     pub async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
@@ -163,5 +149,31 @@ impl Repo {
         )?)
         .await?;
         Ok(())
+    }
+}
+
+/// The usable device keys of the team `team` names (a parameter, or a subquery), with the
+/// time at ?2 and the page at ?3 (after this id, or NULL) and ?4 (a limit, or -1 for all).
+pub(super) fn device_keys_sql(team: &str) -> String {
+    format!(
+        "SELECT id, name FROM api_keys WHERE team_id = {team} AND kind = 'device' \
+         AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?2) \
+         AND (?3 IS NULL OR id > ?3) ORDER BY id LIMIT ?4"
+    )
+}
+
+d1_row! {
+    pub(super) struct DeviceKeyRow {
+        id: String,
+        name: String,
+    }
+}
+
+impl DeviceKeyRow {
+    pub(super) fn key(self) -> DeviceKey {
+        DeviceKey {
+            id: self.id,
+            name: self.name,
+        }
     }
 }

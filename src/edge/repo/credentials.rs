@@ -5,6 +5,8 @@ use wasm_bindgen::JsValue;
 use worker::D1PreparedStatement;
 
 use super::{
+    all_rows,
+    api_keys::{device_keys_sql, DeviceKeyRow},
     corrupt, d1_row, first_row, millis, num, opt_num, opt_text, text, ApiKeyRow, FromRow,
     MemberRow, Repo, Result, API_KEY_COLUMNS,
 };
@@ -13,6 +15,7 @@ use crate::core::{
     api_keys::ApiKeyRecord,
     audit::AuditEvent,
     credentials::{CredentialRecord, Precondition, Status},
+    presence::DeviceKey,
     providers::{self, Provider},
     teams::MemberRecord,
     time::UnixMillis,
@@ -102,38 +105,47 @@ impl Repo {
     /// The API key with this hash and its team's credential for `provider`, in one D1
     /// round trip. The credential is found through the key's own row, so it can only ever
     /// be that key's team's; the caller still decides whether the key may act at all.
-    /// `sealed` adds the ciphertext, for the verify and proxy paths only.
+    /// `sealed` adds the ciphertext, for the verify and proxy paths only; `devices` adds
+    /// the team's usable device keys at that time (the route decision), found the same way.
     pub async fn api_key_and_credential(
         &self,
         key_hash: &str,
         provider: &Provider,
         sealed: bool,
-    ) -> Result<(Option<ApiKeyRecord>, Option<SealedCredential>)> {
+        devices: Option<UnixMillis>,
+    ) -> Result<CallerReads<ApiKeyRecord>> {
+        const TEAM: &str = "(SELECT team_id FROM api_keys WHERE key_hash = ?1)";
         let key = self.stmt(
             &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?1"),
             &[text(key_hash)],
         )?;
         let credential = self.stmt(
             &format!(
-                "SELECT {} FROM credentials \
-                 WHERE team_id = (SELECT team_id FROM api_keys WHERE key_hash = ?1) AND provider = ?2",
+                "SELECT {} FROM credentials WHERE team_id = {TEAM} AND provider = ?2",
                 columns(sealed)
             ),
             &[text(key_hash), text(provider.name)],
         )?;
-        self.caller_and_credential(key, credential, ApiKeyRow::record)
-            .await
+        self.caller_and_credential(
+            key,
+            credential,
+            ApiKeyRow::record,
+            (TEAM, key_hash),
+            devices,
+        )
+        .await
     }
 
     /// The caller's membership in `team_id` and that team's credential for `provider`, in
-    /// one D1 round trip; `sealed` as for [`Repo::api_key_and_credential`].
+    /// one D1 round trip; `sealed` and `devices` as for [`Repo::api_key_and_credential`].
     pub async fn member_and_credential(
         &self,
         team_id: &str,
         user_id: &str,
         provider: &Provider,
         sealed: bool,
-    ) -> Result<(Option<MemberRecord>, Option<SealedCredential>)> {
+        devices: Option<UnixMillis>,
+    ) -> Result<CallerReads<MemberRecord>> {
         let member = self.stmt(
             "SELECT user_id, role, added_at FROM team_members WHERE team_id = ?1 AND user_id = ?2",
             &[text(team_id), text(user_id)],
@@ -145,23 +157,50 @@ impl Repo {
             ),
             &[text(team_id), text(provider.name)],
         )?;
-        self.caller_and_credential(member, credential, MemberRow::record)
-            .await
+        self.caller_and_credential(
+            member,
+            credential,
+            MemberRow::record,
+            ("?1", team_id),
+            devices,
+        )
+        .await
     }
 
     /// Runs the caller's read and the credential's read as one D1 batch: one round trip.
+    /// With `devices`, the batch also reads the usable device keys of the team `team` names
+    /// (an SQL expression, and the value bound to its ?1).
     async fn caller_and_credential<Row: FromRow, Caller>(
         &self,
         caller: D1PreparedStatement,
         credential: D1PreparedStatement,
         record: fn(Row) -> Result<Caller>,
-    ) -> Result<(Option<Caller>, Option<SealedCredential>)> {
-        let results = self.batch(vec![caller, credential]).await?;
-        let caller = first_row::<Row>(&results, 0)?.map(record).transpose()?;
-        let credential = first_row::<CredentialRow>(&results, 1)?
-            .map(CredentialRow::sealed)
-            .transpose()?;
-        Ok((caller, credential))
+        team: (&str, &str),
+        devices: Option<UnixMillis>,
+    ) -> Result<CallerReads<Caller>> {
+        let mut statements = vec![caller, credential];
+        if let Some(now) = devices {
+            statements.push(self.stmt(
+                &device_keys_sql(team.0),
+                &[text(team.1), num(now), JsValue::NULL, num(-1)],
+            )?);
+        }
+        let results = self.batch(statements).await?;
+        Ok(CallerReads {
+            caller: first_row::<Row>(&results, 0)?.map(record).transpose()?,
+            credential: first_row::<CredentialRow>(&results, 1)?
+                .map(CredentialRow::sealed)
+                .transpose()?,
+            devices: match devices {
+                Some(_) => Some(
+                    all_rows::<DeviceKeyRow>(&results, 2)?
+                        .into_iter()
+                        .map(DeviceKeyRow::key)
+                        .collect(),
+                ),
+                None => None,
+            },
+        })
     }
 
     pub async fn credential(
@@ -473,6 +512,14 @@ pub struct PutEvents<'a> {
 
 /// A credential with its ciphertext, read only by the verify and proxy paths (and
 /// `None` there too once the credential is revoked, or when it was read without).
+/// What a credential endpoint reads in its one round trip: the caller's row, the team's
+/// credential, and the team's usable device keys when asked for.
+pub struct CallerReads<Caller> {
+    pub caller: Option<Caller>,
+    pub credential: Option<SealedCredential>,
+    pub devices: Option<Vec<DeviceKey>>,
+}
+
 pub struct SealedCredential {
     pub record: CredentialRecord,
     pub ciphertext: Option<String>,

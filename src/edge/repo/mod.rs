@@ -12,13 +12,13 @@ mod rotation;
 mod row;
 mod teams;
 pub use crate::core::config::Caps;
-pub use credentials::{PutEvents, SealedCredential, WriteGuard};
+pub use credentials::{CallerReads, PutEvents, SealedCredential, WriteGuard};
 pub use rotation::Resealed;
 
 use wasm_bindgen::JsValue;
 use worker::{D1Database, D1PreparedStatement, Env};
 
-use row::{changed, d1_row, first_row, FromRow};
+use row::{all_rows, changed, d1_row, first_row, FromRow};
 
 use crate::core::{
     access::Role,

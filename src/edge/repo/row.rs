@@ -148,6 +148,11 @@ pub fn first_row<T: FromRow>(results: &[JsValue], index: usize) -> Result<Option
     }
 }
 
+/// Every row of the `index`th result of a batch.
+pub fn all_rows<T: FromRow>(results: &[JsValue], index: usize) -> Result<Vec<T>> {
+    results.get(index).map_or(Ok(Vec::new()), rows)
+}
+
 /// Whether the `index`th statement of a batch changed any row.
 pub fn changed(results: &[JsValue], index: usize) -> bool {
     results.get(index).is_some_and(|r| changes(r) > 0)

@@ -300,17 +300,25 @@ impl Worker {
         false
     }
 
-    /// The log line of the request that got `reply`, once wrangler has printed it.
+    /// The log line of the request that got `reply`, once wrangler has printed all of it
+    /// (the file can end in the middle of the line: waiting for the id alone is not enough).
     pub fn log_line_of(&self, reply: &Reply) -> serde_json::Value {
         let id = reply
             .header("x-request-id")
             .expect("X-Request-ID")
             .to_string();
-        assert!(self.log_eventually_contains(&id), "no log line for {id}");
-        self.request_logs()
-            .into_iter()
-            .find(|l| l["request_id"] == id.as_str())
-            .unwrap()
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            let line = self
+                .request_logs()
+                .into_iter()
+                .find(|l| l["request_id"] == id.as_str());
+            if let Some(line) = line {
+                return line;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no complete log line for {id}")
     }
 
     /// The JSON log lines the worker wrote, one per request.
