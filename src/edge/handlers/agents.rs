@@ -2,7 +2,7 @@
 //! routing decision. Presence is the team's `AgentPresence` object; which device keys count
 //! is D1's word, read on every request, so a revoked key drops out at once.
 
-use std::cell::RefCell;
+use std::{cell::RefCell, future::Future};
 
 use futures_util::future::{join, OptionFuture};
 use worker::Response;
@@ -14,7 +14,7 @@ use crate::core::{
     error::{ApiError, ErrorKind},
     json::{Obj, ToJson},
     pages::{page_of, uuid_cursor},
-    presence::{self, DeviceKey, Heartbeat, RouteRequest, Seen},
+    presence::{self, Heartbeat, RouteRequest, Seen},
     providers,
 };
 use crate::edge::{
@@ -86,19 +86,24 @@ pub async fn heartbeat(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     ))
 }
 
-/// The team's usable device keys (D1) and their last heartbeats (presence), together.
-async fn devices_and_presence(
+/// The team's presence read, counted. It owns what it needs, so it can run beside a D1 read
+/// that borrows `ctx`.
+fn read_presence(
     ctx: &mut Ctx<'_>,
     team_id: &str,
-    page: Option<(Option<&str>, usize)>,
-) -> Result<(Vec<DeviceKey>, Vec<Seen>), ApiError> {
+) -> impl Future<Output = Result<Vec<Seen>, ApiError>> + 'static {
     ctx.log.do_calls += 1;
-    let (devices, seen) = join(
-        ctx.repo.device_keys(team_id, ctx.now, page),
-        presence_object::read(ctx.env, team_id, ctx.now, fail_presence(ctx)),
-    )
-    .await;
-    Ok((devices?, seen.map_err(presence_unavailable)?))
+    let (env, team, now, fail) = (
+        ctx.env.clone(),
+        team_id.to_string(),
+        ctx.now,
+        fail_presence(ctx),
+    );
+    async move {
+        presence_object::read(&env, &team, now, fail)
+            .await
+            .map_err(presence_unavailable)
+    }
 }
 
 /// `GET /api/v1/agents`: every non-revoked device key, online or not.
@@ -107,12 +112,15 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     actor.may_list_agents()?;
     let page = super::page(ctx)?;
     let after = uuid_cursor(&page)?;
-    let (devices, seen) = devices_and_presence(
-        ctx,
-        actor.team_id().unwrap_or_default(),
-        Some((after.as_deref(), page.limit + 1)),
+    let team_id = actor.team_id().unwrap_or_default();
+    let presence = read_presence(ctx, team_id);
+    let (devices, seen) = join(
+        ctx.repo
+            .device_keys(team_id, ctx.now, after.as_deref(), page.limit + 1),
+        presence,
     )
-    .await?;
+    .await;
+    let (devices, seen) = (devices?, seen?);
     let (devices, next_cursor) = page_of(devices, page.limit, |d| d.id.clone());
     let agents = presence::agents(&devices, &seen, ctx.now, ctx.config.agent_ttl_secs);
     Ok(http::page("agents", &agents, next_cursor.as_deref()))
@@ -128,12 +136,8 @@ pub async fn list(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
 pub async fn route(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     let provider = providers::by_slug("comfy-cloud").expect("comfy-cloud is registered");
     let early = remembered_team(ctx).map(|team| {
-        ctx.log.do_calls += 1;
-        let (env, now, fail) = (ctx.env.clone(), ctx.now, fail_presence(ctx));
-        async move {
-            let seen = presence_object::read(&env, &team, now, fail).await;
-            (team, seen)
-        }
+        let read = read_presence(ctx, &team);
+        async move { (team, read.await) }
     });
     let (authenticated, early) = join(
         authenticate_with_devices(ctx, provider),
@@ -147,12 +151,8 @@ pub async fn route(ctx: &mut Ctx<'_>) -> Result<Response, ApiError> {
     let team_id = actor.team_id().unwrap_or_default();
     let seen = match early {
         Some((team, seen)) if team == team_id => seen,
-        _ => {
-            ctx.log.do_calls += 1;
-            presence_object::read(ctx.env, team_id, ctx.now, fail_presence(ctx)).await
-        }
-    }
-    .map_err(presence_unavailable)?;
+        _ => read_presence(ctx, team_id).await,
+    }?;
     let online = presence::online(&devices, &seen, ctx.now, ctx.config.agent_ttl_secs);
     let decision = presence::decide(&online, credential.as_ref());
     let action = match &decision {

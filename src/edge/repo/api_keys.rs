@@ -79,22 +79,19 @@ impl Repo {
 
     /// The team's device keys that can still authenticate: not revoked, not expired. Presence
     /// counts only these, so revoking a key takes its agent out at once.
-    /// `page`: `limit` of them after the id `after`, oldest first; `None` for all of them.
+    /// `limit` of them after the id `after`, oldest first (the route decision reads all of
+    /// them in its authentication batch instead, with the same SQL).
     pub async fn device_keys(
         &self,
         team_id: &str,
         now: UnixMillis,
-        page: Option<(Option<&str>, usize)>,
+        after: Option<&str>,
+        limit: usize,
     ) -> Result<Vec<DeviceKey>> {
         let rows: Vec<DeviceKeyRow> = self
             .all(
                 &device_keys_sql("?1"),
-                &[
-                    text(team_id),
-                    num(now),
-                    opt_text(page.and_then(|(after, _)| after)),
-                    num(page.map_or(-1, |(_, limit)| limit as i64)),
-                ],
+                &[text(team_id), num(now), opt_text(after), num(limit as i64)],
             )
             .await?;
         Ok(rows.into_iter().map(DeviceKeyRow::key).collect())

@@ -191,15 +191,10 @@ impl Repo {
             credential: first_row::<CredentialRow>(&results, 1)?
                 .map(CredentialRow::sealed)
                 .transpose()?,
-            devices: match devices {
-                Some(_) => Some(
-                    all_rows::<DeviceKeyRow>(&results, 2)?
-                        .into_iter()
-                        .map(DeviceKeyRow::key)
-                        .collect(),
-                ),
-                None => None,
-            },
+            devices: devices
+                .map(|_| all_rows::<DeviceKeyRow>(&results, 2))
+                .transpose()?
+                .map(|rows| rows.into_iter().map(DeviceKeyRow::key).collect()),
         })
     }
 
@@ -510,8 +505,6 @@ pub struct PutEvents<'a> {
     pub verification: &'a AuditEvent,
 }
 
-/// A credential with its ciphertext, read only by the verify and proxy paths (and
-/// `None` there too once the credential is revoked, or when it was read without).
 /// What a credential endpoint reads in its one round trip: the caller's row, the team's
 /// credential, and the team's usable device keys when asked for.
 pub struct CallerReads<Caller> {
@@ -520,6 +513,8 @@ pub struct CallerReads<Caller> {
     pub devices: Option<Vec<DeviceKey>>,
 }
 
+/// A credential with its ciphertext, read only by the verify and proxy paths (and
+/// `None` there too once the credential is revoked, or when it was read without).
 pub struct SealedCredential {
     pub record: CredentialRecord,
     pub ciphertext: Option<String>,

@@ -290,14 +290,7 @@ impl Worker {
     /// Waits (up to 10 s) until the log contains `needle`: wrangler prints the worker's
     /// console output asynchronously, after the response.
     pub fn log_eventually_contains(&self, needle: &str) -> bool {
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            if self.log().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
+        log_eventually(|| self.log().contains(needle).then_some(())).is_some()
     }
 
     /// The log line of the request that got `reply`, once wrangler has printed all of it
@@ -307,18 +300,12 @@ impl Worker {
             .header("x-request-id")
             .expect("X-Request-ID")
             .to_string();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(10) {
-            let line = self
-                .request_logs()
+        log_eventually(|| {
+            self.request_logs()
                 .into_iter()
-                .find(|l| l["request_id"] == id.as_str());
-            if let Some(line) = line {
-                return line;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("no complete log line for {id}")
+                .find(|l| l["request_id"] == id.as_str())
+        })
+        .unwrap_or_else(|| panic!("no complete log line for {id}"))
     }
 
     /// The JSON log lines the worker wrote, one per request.
@@ -425,4 +412,17 @@ impl Drop for FailureLog<'_> {
             }
         }
     }
+}
+
+/// Asks `probe` every 100 ms for up to 10 s: wrangler prints the worker's console output
+/// asynchronously, after the response.
+fn log_eventually<T>(mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(10) {
+        if let Some(found) = probe() {
+            return Some(found);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
 }
