@@ -128,31 +128,66 @@ let micro = "| benchmark | median |\n| --- | ---: |\n";
 for (const c of crit) micro += `| \`${c.name}\` | ${fmtNs(c.ns)} |\n`;
 const critOf = (n) => crit.find((c) => c.name === n)?.ns;
 
-// The targets of issue 16, in each mode, each a ratio within the same run.
+// The targets of issue 16, in each mode, each a ratio within the same run. Beside each, where
+// one exists, its ceiling in the same run: what the round trips the design must make reach
+// alone, as the JS references (R1)-(R3) make them. A GET reads its key or membership from D1
+// on every request (immediate revocation), so (R1); a PUT checks the key with the provider,
+// then writes (the contract), so (R3) then (R2); the proxy reads the key, then fetches, so
+// (R1) then (R3). Two steps in series serve at most 1 / (1/a + 1/b) whether the load waits on
+// them or saturates the CPU with them. A target above its ceiling is out of reach for any
+// implementation of that design; the table says so instead of just "missed".
 const gz = Number(meta.wasm_gzip_bytes);
 const targets = [];
-const check = (what, value, ok) =>
-  targets.push(`| ${what} | ${value} | ${ok === null ? "(reference)" : ok ? "met" : "**missed**"} |`);
+const check = (what, value, ok, ceiling = null) => {
+  let verdict = ok === null ? "(reference)" : ok ? "met" : "**missed**";
+  let note = "–";
+  if (ceiling) {
+    note = `${ceiling.value.toFixed(2)} × (${ceiling.how})`;
+    if (!ok && ceiling.value < ceiling.target) verdict = "**missed**: above its ceiling";
+  }
+  targets.push(`| ${what} | ${value} | ${verdict} | ${note} |`);
+};
+const serial = (a, b) => 1 / (1 / a + 1 / b);
 for (const mode of MODES) {
   const st = stats[mode];
   const ratio = (a, b, field = "rps") => (st[a] && st[b] ? st[a][field] / st[b][field] : NaN);
   const x = (v) => `${v.toFixed(2)} ×`;
+  const rps = (s) => st[s]?.rps;
+  const r1Floor = rps("r1_read") && rps("a_floor")
+    ? { value: rps("r1_read") / rps("a_floor"), how: "(R1) ÷ floor: its one D1 read alone" }
+    : null;
   for (const s of ["c_get_sk", "d_get_jwt"]) {
     const r1 = ratio(s, "r1_read");
-    if (!Number.isNaN(r1)) check(`${mode}: (${s[0]}) GET ≥ 0.9 × (R1)`, x(r1), r1 >= 0.9);
+    // Not a ceiling of round trips (the GET makes (R1)'s): where the load saturates the two
+    // cores, throughput follows CPU per request, and the CPU target's own 0.5 ms allows
+    // (R1)'s CPU / ((R1)'s + 0.5).
+    const cpuBound = st[s] && st.r1_read
+      ? {
+          value: st.r1_read.cpu / st[s].cpu,
+          how: `CPU: (R1)'s ${st.r1_read.cpu.toFixed(2)} ms ÷ this GET's ${st[s].cpu.toFixed(2)}; the 0.5 ms the CPU target allows would give ${(st.r1_read.cpu / (st.r1_read.cpu + 0.5)).toFixed(2)} ×`,
+          target: 0,
+        }
+      : null;
+    if (!Number.isNaN(r1)) check(`${mode}: (${s[0]}) GET ≥ 0.9 × (R1)`, x(r1), r1 >= 0.9, cpuBound);
     const fl = ratio(s, "a_floor");
-    if (!Number.isNaN(fl)) check(`${mode}: (${s[0]}) GET ≥ 0.3 × floor`, x(fl), fl >= 0.3);
+    if (!Number.isNaN(fl)) check(`${mode}: (${s[0]}) GET ≥ 0.3 × floor`, x(fl), fl >= 0.3, r1Floor && { ...r1Floor, target: 0.3 });
   }
   const put = ratio("e_put_sk", "r2_write");
-  if (!Number.isNaN(put)) check(`${mode}: (e) PUT ≥ 0.9 × (R2)`, x(put), put >= 0.9);
+  const putCeiling = rps("r2_write") && rps("r3_fetch")
+    ? { value: serial(rps("r2_write"), rps("r3_fetch")) / rps("r2_write"), how: "the provider check (R3), then the write (R2), ÷ (R2)", target: 0.9 }
+    : null;
+  if (!Number.isNaN(put)) check(`${mode}: (e) PUT ≥ 0.9 × (R2)`, x(put), put >= 0.9, putCeiling);
   const unchecked = ratio("e2_put_nocheck", "r2_write");
   if (!Number.isNaN(unchecked)) check(`${mode}: (e′) PUT without the provider check ÷ (R2)`, x(unchecked), null);
   const p99 = ratio("c_get_sk", "r1_read", "p99");
   if (!Number.isNaN(p99)) check(`${mode}: (c) p99 ≤ 2 × (R1) p99`, x(p99), p99 <= 2);
   const proxy = ratio("k_proxy", "r3_fetch");
-  if (!Number.isNaN(proxy)) check(`${mode}: (k) proxied GET ≥ 0.8 × (R3)`, x(proxy), proxy >= 0.8);
+  const proxyCeiling = rps("r1_read") && rps("r3_fetch")
+    ? { value: serial(rps("r1_read"), rps("r3_fetch")) / rps("r3_fetch"), how: "the key's D1 read (R1), then the fetch (R3), ÷ (R3)", target: 0.8 }
+    : null;
+  if (!Number.isNaN(proxy)) check(`${mode}: (k) proxied GET ≥ 0.8 × (R3)`, x(proxy), proxy >= 0.8, proxyCeiling);
   const hb = ratio("i_heartbeat", "a_floor");
-  if (!Number.isNaN(hb)) check(`${mode}: (i) heartbeat ≥ 0.5 × floor`, x(hb), hb >= 0.5);
+  if (!Number.isNaN(hb)) check(`${mode}: (i) heartbeat ≥ 0.5 × floor`, x(hb), hb >= 0.5, r1Floor && { ...r1Floor, how: "(R1) ÷ floor: the device key's D1 read alone", target: 0.5 });
   const written = ratio("i2_heartbeat_versions", "a_floor");
   if (!Number.isNaN(written)) check(`${mode}: (i′) heartbeat, every one written, ÷ floor`, x(written), null);
   if (st.c_get_sk && st.r1_read) {
@@ -238,8 +273,18 @@ opt-level "z" with LTO, as the wasm build)${critWhen ? `, results of ${critWhen}
 ${micro}
 ### Targets
 
-| target | measured | |
-| --- | --- | --- |
+The last column is what stands in the way, from figures of this run. For most targets it
+is a ceiling: what the round trips the design must make reach alone, made by the JS
+references: (R1) for a GET's and a heartbeat's D1 read (immediate revocation), the
+provider check (R3) then the write (R2) for a PUT (the contract checks a key before saving
+it), the key's read (R1) then the fetch (R3) for the proxy. Two steps in series serve at
+most 1 / (1/a + 1/b), whether the load waits on them or saturates the CPU with them.
+"Above its ceiling": no implementation of this design reaches that target here. For the
+GET against (R1), which makes (R1)'s round trip, it is CPU: where the two cores are
+saturated, throughput follows CPU per request.
+
+| target | measured | | what stands in the way (this run) |
+| --- | --- | --- | --- |
 ${targets.join("\n")}
 ${END}`;
 
