@@ -382,13 +382,35 @@ say "round trips per request under load: $(tr '\n' ';' < "$run_dir/roundtrips.ts
 base="http://127.0.0.1:$worker_port"
 printf 'agents\trps\tp50_ms\tp99_ms\trequests\tnon2xx\n' > "$run_dir/capacity.tsv"
 have=1
+# Under load, wrangler's proxy now and then loses its connection to the worker and answers a
+# POST it never delivered with its own 503 ("Your worker restarted mid-request"; no worker
+# log line). Those are sent again, at most twice; any other failure names its agent.
+register() { # base jwt team n
+  local attempt out code k=""
+  for attempt in 1 2 3; do
+    if [ -z "$k" ]; then
+      out=$(curl -s -w '\n%{http_code}' -X POST "$1/api/v1/api-keys" -H "Authorization: Bearer $2" \
+        -H "X-Team-ID: $3" -H "Content-Type: application/json" -d "{\"name\": \"agent-$4\", \"kind\": \"device\"}")
+      code=${out##*$'\n'}
+      if [ "$code" = 201 ]; then
+        k=$(printf '%s' "${out%$'\n'*}" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).key))')
+      fi
+    fi
+    if [ -n "$k" ]; then
+      out=$(curl -s -w '\n%{http_code}' -X POST "$1/api/v1/agents/heartbeat" -H "Authorization: Bearer $k")
+      code=${out##*$'\n'}
+      [ "$code" = 200 ] && return 0
+    fi
+    case "$out" in *"restarted mid-request"*) continue ;; esac
+    break
+  done
+  say "capacity: agent-$4 failed (${k:+heartbeat, }HTTP $code, try $attempt): $(printf '%s' "${out%$'\n'*}" | head -c 200)"
+  return 1
+}
+export -f register say
 for n in ${BENCH_AGENTS:-200 1000 2000}; do
-  seq "$have" $(( n - 1 )) | xargs -P 8 -I{} sh -c '
-    k=$(curl -sf -X POST "$1/api/v1/api-keys" -H "Authorization: Bearer $2" -H "X-Team-ID: $3" \
-      -H "Content-Type: application/json" -d "{\"name\": \"agent-$4\", \"kind\": \"device\"}" \
-      | node -e "let s=\"\";process.stdin.on(\"data\",d=>s+=d).on(\"end\",()=>console.log(JSON.parse(s).key))")
-    curl -sf -o /dev/null -X POST "$1/api/v1/agents/heartbeat" -H "Authorization: Bearer $k"' \
-    _ "$base" "$jwt" "$team" {} || say "capacity: some of the $n agents did not register; counting those online"
+  seq "$have" $(( n - 1 )) | xargs -P 8 -I{} bash -c 'register "$@"' _ "$base" "$jwt" "$team" {} \
+    || say "capacity: some of the $n agents did not register; counting those online"
   have=$n
   online=$(curl -sf -X POST "$base/api/v1/tasks/route" -H "Authorization: Bearer $use_key" | json_field agents_online)
   say "capacity: $online agents online"
