@@ -393,7 +393,7 @@ register() { # base jwt team n
         -H "X-Team-ID: $3" -H "Content-Type: application/json" -d "{\"name\": \"agent-$4\", \"kind\": \"device\"}")
       code=${out##*$'\n'}
       if [ "$code" = 201 ]; then
-        k=$(printf '%s' "${out%$'\n'*}" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).key))')
+        k=$(printf '%s' "${out%$'\n'*}" | json_field key)
       fi
     fi
     if [ -n "$k" ]; then
@@ -407,7 +407,7 @@ register() { # base jwt team n
   say "capacity: agent-$4 failed (${k:+heartbeat, }HTTP $code, try $attempt): $(printf '%s' "${out%$'\n'*}" | head -c 200)"
   return 1
 }
-export -f register say
+export -f register say json_field
 for n in ${BENCH_AGENTS:-200 1000 2000}; do
   seq "$have" $(( n - 1 )) | xargs -P 8 -I{} bash -c 'register "$@"' _ "$base" "$jwt" "$team" {} \
     || say "capacity: some of the $n agents did not register; counting those online"
